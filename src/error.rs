@@ -1,0 +1,26 @@
+//! The crate's error type: everything a user can get wrong, with the bad value named.
+
+use std::path::PathBuf;
+
+/// Errors a user of the crate can cause: a bad configuration, a bad input shape, a bad
+/// file. Each message names the offending value and what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A tensor given to a model or module has the wrong shape.
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file concerned.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Shorthand for `Result<T, dwconv::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

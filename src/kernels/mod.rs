@@ -1,0 +1,259 @@
+//! The depthwise convolution op as a Burn backend extension.
+//!
+//! Modules reach depthwise maths through one door, [`depthwise_conv2d`]. Behind it the
+//! [`DepthwiseBackend`] trait is the seam between maths and speed: every method has a
+//! default built on Burn's grouped `conv2d` (correct on any backend), and CPU backends
+//! override them with the kernels in [`cpu`]. [`Autodiff`](burn::backend::Autodiff)
+//! records one backward node per call that calls the inner backend's backward ops.
+//!
+//! Layout is NCHW. A depthwise conv with depth multiplier `m` maps `C` input channels to
+//! `C * m` output channels; output channel `o` reads input channel `o / m` (PyTorch's
+//! `groups = C` convention). Weights are `[C * m, 1, kh, kw]`, bias `[C * m]`.
+
+mod autodiff;
+pub mod cpu;
+#[cfg(any(feature = "ndarray", feature = "flex"))]
+mod host;
+pub mod fallback;
+#[cfg(feature = "wgpu")]
+mod cubecl;
+#[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "ndarray")]
+mod ndarray;
+pub mod reference;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
+
+/// Stride, padding and dilation of a depthwise convolution, as `[height, width]` pairs.
+///
+/// The depth multiplier is not an option: it follows from the shapes
+/// (`weight.dims()[0] / x.dims()[1]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct DepthwiseOptions {
+    /// Step between neighbouring output positions (non-zero).
+    pub stride: [usize; 2],
+    /// Zero padding added on each side (top and bottom, left and right).
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps (non-zero).
+    pub dilation: [usize; 2],
+}
+
+impl DepthwiseOptions {
+    /// Options with the given stride, padding and dilation.
+    pub fn new(stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2]) -> Self {
+        Self {
+            stride,
+            padding,
+            dilation,
+        }
+    }
+
+    /// Output spatial size `[out_h, out_w]` for an input of `[in_h, in_w]` and a kernel of
+    /// `[kh, kw]`, or `None` when the (padded) input is smaller than the dilated kernel.
+    pub fn output_size(&self, input: [usize; 2], kernel: [usize; 2]) -> Option<[usize; 2]> {
+        let mut out = [0; 2];
+        for d in 0..2 {
+            let span = self.dilation[d] * (kernel[d] - 1) + 1;
+            let padded = input[d] + 2 * self.padding[d];
+            if padded < span || self.stride[d] == 0 {
+                return None;
+            }
+            out[d] = (padded - span) / self.stride[d] + 1;
+        }
+        Some(out)
+    }
+
+    /// The same convolution expressed as Burn's grouped-conv options.
+    pub fn to_conv_options(&self, groups: usize) -> ConvOptions<2> {
+        ConvOptions::new(self.stride, self.padding, self.dilation, groups)
+    }
+}
+
+/// The geometry of one depthwise convolution call, derived from tensor shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthwiseShape {
+    /// Batch size.
+    pub batch: usize,
+    /// Input channels.
+    pub channels: usize,
+    /// Depth multiplier: output channels per input channel.
+    pub multiplier: usize,
+    /// Input `[height, width]`.
+    pub input: [usize; 2],
+    /// Kernel `[height, width]`.
+    pub kernel: [usize; 2],
+    /// Output `[height, width]`.
+    pub output: [usize; 2],
+    /// Stride, padding, dilation.
+    pub options: DepthwiseOptions,
+}
+
+impl DepthwiseShape {
+    /// Checks an input shape `[N, C, H, W]` against a weight shape `[C * m, 1, kh, kw]`.
+    ///
+    /// Returns a message naming the offending value when they do not describe a valid
+    /// depthwise convolution.
+    pub fn new(
+        input: [usize; 4],
+        weight: [usize; 4],
+        options: DepthwiseOptions,
+    ) -> Result<Self, String> {
+        let [batch, channels, in_h, in_w] = input;
+        let [out_channels, one, kh, kw] = weight;
+        if options.stride.contains(&0) || options.dilation.contains(&0) {
+            return Err(format!(
+                "stride {:?} and dilation {:?} must be non-zero",
+                options.stride, options.dilation
+            ));
+        }
+        if channels == 0 || in_h == 0 || in_w == 0 || out_channels == 0 || kh == 0 || kw == 0 {
+            return Err(format!(
+                "depthwise conv needs non-empty channels, input and kernel, got input {input:?}, weight {weight:?}"
+            ));
+        }
+        if one != 1 {
+            return Err(format!(
+                "depthwise weight must be [C * m, 1, kh, kw], got dimension 1 = {one} (weight {weight:?})"
+            ));
+        }
+        if out_channels % channels != 0 {
+            return Err(format!(
+                "depthwise weight has {out_channels} output channels, not a multiple of the input's {channels} channels"
+            ));
+        }
+        let output = options.output_size([in_h, in_w], [kh, kw]).ok_or_else(|| {
+            format!(
+                "input {in_h}x{in_w} with padding {:?} is smaller than the {kh}x{kw} kernel dilated by {:?}",
+                options.padding, options.dilation
+            )
+        })?;
+        Ok(Self {
+            batch,
+            channels,
+            multiplier: out_channels / channels,
+            input: [in_h, in_w],
+            kernel: [kh, kw],
+            output,
+            options,
+        })
+    }
+
+    /// Output channels (`channels * multiplier`).
+    pub fn out_channels(&self) -> usize {
+        self.channels * self.multiplier
+    }
+
+    /// Output tensor shape `[N, C * m, out_h, out_w]`.
+    pub fn output_shape(&self) -> [usize; 4] {
+        [
+            self.batch,
+            self.out_channels(),
+            self.output[0],
+            self.output[1],
+        ]
+    }
+
+    /// Weight tensor shape `[C * m, 1, kh, kw]`.
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [self.out_channels(), 1, self.kernel[0], self.kernel[1]]
+    }
+}
+
+
+/// Depthwise conv2d on primitives, plus its backward ops.
+///
+/// Every method has a default that delegates to Burn's grouped `conv2d` ops, so a backend
+/// needs only `impl DepthwiseBackend for MyBackend {}` to take part; fast backends override
+/// them. Shapes are checked once, in [`depthwise_conv2d`], before any method is called.
+pub trait DepthwiseBackend: Backend {
+    /// Forward: `x [N, C, H, W]`, `weight [C*m, 1, kh, kw]`, `bias [C*m]`
+    /// → `[N, C*m, out_h, out_w]`.
+    fn depthwise_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: DepthwiseOptions,
+    ) -> FloatTensor<Self> {
+        fallback::forward::<Self>(x, weight, bias, options)
+    }
+
+    /// Gradient with respect to the input: `[N, C, H, W]` (the shape of `x`).
+    fn depthwise_conv2d_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: DepthwiseOptions,
+    ) -> FloatTensor<Self> {
+        fallback::x_backward::<Self>(x, weight, output_grad, options)
+    }
+
+    /// Gradient with respect to the weight: `[C*m, 1, kh, kw]`.
+    fn depthwise_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: DepthwiseOptions,
+    ) -> FloatTensor<Self> {
+        fallback::weight_backward::<Self>(x, weight, output_grad, options)
+    }
+
+    /// Gradient with respect to the bias: `[C*m]`, the output gradient summed over batch
+    /// and space.
+    fn depthwise_conv2d_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        fallback::bias_backward::<Self>(output_grad)
+    }
+}
+
+/// Depthwise 2-D convolution: the one entry point the modules use.
+///
+/// - `x`: `[N, C, H, W]`
+/// - `weight`: `[C * m, 1, kh, kw]` (`m` is the depth multiplier)
+/// - `bias`: `[C * m]`
+/// - returns `[N, C * m, out_h, out_w]` with
+///   `out = (in + 2 * padding - dilation * (k - 1) - 1) / stride + 1`.
+///
+/// # Panics
+/// When the shapes do not describe a depthwise convolution (see [`try_depthwise_conv2d`]
+/// for the checked form); modules validate their inputs before calling this.
+pub fn depthwise_conv2d<B: DepthwiseBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: DepthwiseOptions,
+) -> Tensor<B, 4> {
+    try_depthwise_conv2d(x, weight, bias, options).unwrap_or_else(|msg| panic!("{msg}"))
+}
+
+/// Checked [`depthwise_conv2d`]: a shape mismatch is an `Err` naming the bad value.
+pub fn try_depthwise_conv2d<B: DepthwiseBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: DepthwiseOptions,
+) -> Result<Tensor<B, 4>, String> {
+    let shape = DepthwiseShape::new(x.dims(), weight.dims(), options)?;
+    if let Some(bias) = &bias {
+        let [len] = bias.dims();
+        if len != shape.out_channels() {
+            return Err(format!(
+                "depthwise bias has {len} elements, expected {} (one per output channel)",
+                shape.out_channels()
+            ));
+        }
+    }
+    let out = B::depthwise_conv2d(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.map(|b| b.into_primitive().tensor()),
+        options,
+    );
+    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+/// Shape of a rank-4 float primitive as `[N, C, H, W]`.
+pub(crate) fn primitive_dims<B: Backend>(tensor: &FloatTensor<B>) -> [usize; 4] {
+    tensor.shape().dims::<4>()
+}

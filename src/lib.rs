@@ -1,0 +1,42 @@
+//! # dwconv
+//!
+//! Depthwise-separable convolutions for [Burn](https://burn.dev): fast depthwise kernels
+//! behind a backend extension, reusable modules (depthwise, pointwise, separable, inverted
+//! residual, squeeze-excitation) and the MobileNet family (V1, V2, V3-Small, V3-Large)
+//! built from spec tables, with parameter and multiply-add accounting.
+//!
+//! Everything is generic over the Burn backend `B`: the same code trains on the CPU
+//! (`ndarray`, `flex`) or the GPU (`wgpu`), selected by one type parameter.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use burn::backend::NdArray;
+//! use burn::tensor::{Distribution, Tensor};
+//! use dwconv::models::MobileNetConfig;
+//! use dwconv::nn::DepthwiseSeparableConvConfig;
+//!
+//! let device = Default::default();
+//!
+//! // A depthwise-separable block: 3 -> 9 channels, 3x3 depthwise with stride 2.
+//! let block = DepthwiseSeparableConvConfig::new(3, 9)
+//!     .with_stride(2)
+//!     .init::<NdArray>(&device);
+//! let x = Tensor::<NdArray, 4>::random([1, 3, 5, 5], Distribution::Default, &device);
+//! assert_eq!(block.forward(x).dims(), [1, 9, 3, 3]);
+//!
+//! // A MobileNetV2 (width 0.5) for 10 classes.
+//! let model = MobileNetConfig::v2(10).with_width_mult(0.5).init::<NdArray>(&device);
+//! let images = Tensor::<NdArray, 4>::random([2, 3, 32, 32], Distribution::Default, &device);
+//! let logits = model.try_forward(images).expect("a valid input");
+//! assert_eq!(logits.dims(), [2, 10]);
+//! ```
+
+pub mod backend;
+pub mod cost;
+mod error;
+pub mod kernels;
+pub mod models;
+pub mod nn;
+
+pub use error::{Error, Result};

@@ -1,0 +1,223 @@
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use super::{
+    Activation, DepthwiseConv2d, DepthwiseConv2dConfig, PointwiseConv2d, PointwiseConv2dConfig,
+};
+use crate::kernels::DepthwiseBackend;
+
+/// BatchNorm settings (torchvision's names and meaning).
+#[derive(Config, Debug, Copy, PartialEq)]
+pub struct NormConfig {
+    /// Added to the variance for numerical stability.
+    #[config(default = 1e-5)]
+    pub epsilon: f64,
+    /// Weight of the current batch in the running statistics.
+    #[config(default = 0.1)]
+    pub momentum: f64,
+}
+
+impl NormConfig {
+    pub(crate) fn init<B: Backend>(&self, channels: usize, device: &B::Device) -> BatchNorm<B> {
+        BatchNormConfig::new(channels)
+            .with_epsilon(self.epsilon)
+            .with_momentum(self.momentum)
+            .init(device)
+    }
+}
+
+/// Configuration of a [`ConvNormAct`]: conv (no bias) → BatchNorm → activation, with
+/// "same" padding `dilation * (kernel - 1) / 2`, as torchvision's `Conv2dNormActivation`.
+#[derive(Config, Debug)]
+pub struct ConvNormActConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Square kernel size.
+    pub kernel_size: usize,
+    /// Stride.
+    #[config(default = 1)]
+    pub stride: usize,
+    /// Dilation.
+    #[config(default = 1)]
+    pub dilation: usize,
+    /// Groups; `groups == in_channels` makes a depthwise conv.
+    #[config(default = 1)]
+    pub groups: usize,
+    /// Activation after the norm.
+    #[config(default = "Activation::Relu")]
+    pub activation: Activation,
+    /// BatchNorm settings.
+    #[config(default = "NormConfig::new()")]
+    pub norm: NormConfig,
+}
+
+/// The convolution inside a [`ConvNormAct`], chosen by shape so that each runs on its
+/// fastest path: depthwise through the crate's kernels, 1×1 as a matrix product, the rest
+/// (e.g. the 3-channel stem) through Burn's `conv2d`.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum ConvLayer<B: Backend> {
+    /// A general (possibly grouped) convolution.
+    Standard(Conv2d<B>),
+    /// `groups == in_channels`.
+    Depthwise(DepthwiseConv2d<B>),
+    /// 1×1, stride 1, one group.
+    Pointwise(PointwiseConv2d<B>),
+}
+
+impl<B: Backend> ConvLayer<B> {
+    /// Input channels.
+    pub fn in_channels(&self) -> usize {
+        match self {
+            ConvLayer::Standard(conv) => conv.weight.dims()[1] * conv.groups,
+            ConvLayer::Depthwise(conv) => conv.in_channels(),
+            ConvLayer::Pointwise(conv) => conv.in_channels(),
+        }
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        match self {
+            ConvLayer::Standard(conv) => conv.weight.dims()[0],
+            ConvLayer::Depthwise(conv) => conv.out_channels(),
+            ConvLayer::Pointwise(conv) => conv.out_channels(),
+        }
+    }
+}
+
+impl<B: DepthwiseBackend> ConvLayer<B> {
+    /// `[N, in, H, W]` → `[N, out, H', W']`.
+    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            ConvLayer::Standard(conv) => conv.forward(input),
+            ConvLayer::Depthwise(conv) => conv.forward(input),
+            ConvLayer::Pointwise(conv) => conv.forward(input),
+        }
+    }
+
+    /// Checked [`Self::forward`]: a wrong channel count, or an input smaller than the
+    /// (padded, dilated) kernel, is an error naming the shape.
+    pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
+        match self {
+            ConvLayer::Depthwise(conv) => conv.try_forward(input),
+            ConvLayer::Pointwise(conv) => conv.try_forward(input),
+            ConvLayer::Standard(conv) => {
+                let dims = input.dims();
+                crate::nn::check_channels("Conv2d", dims, self.in_channels())?;
+                let [_, _, kh, kw] = conv.weight.dims();
+                let (top, left, bottom, right) = match conv.padding {
+                    PaddingConfig2d::Explicit(top, left, bottom, right) => {
+                        (top, left, bottom, right)
+                    }
+                    PaddingConfig2d::Valid => (0, 0, 0, 0),
+                    // "Same" pads as much as the kernel needs.
+                    _ => (kh, kw, kh, kw),
+                };
+                let span_h = conv.dilation[0] * (kh - 1) + 1;
+                let span_w = conv.dilation[1] * (kw - 1) + 1;
+                if dims[2] + top + bottom < span_h || dims[3] + left + right < span_w {
+                    return Err(crate::Error::Input(format!(
+                        "Conv2d: input {dims:?} is smaller than its {kh}x{kw} kernel"
+                    )));
+                }
+                Ok(conv.forward(input))
+            }
+        }
+    }
+}
+
+/// Convolution → BatchNorm → activation.
+///
+/// - input: `[N, in_channels, H, W]`
+/// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]` (odd kernels)
+#[derive(Module, Debug)]
+pub struct ConvNormAct<B: Backend> {
+    /// The convolution (bias-free: the norm's shift replaces it).
+    pub conv: ConvLayer<B>,
+    /// Batch normalisation over the conv's output channels.
+    pub norm: BatchNorm<B>,
+    /// Activation applied last.
+    pub activation: Activation,
+}
+
+impl ConvNormActConfig {
+    /// Builds the block. Panics on an invalid configuration (see [`Self::try_init`]).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ConvNormAct<B> {
+        self.try_init(device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Builds the block, or names the invalid configuration value.
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<ConvNormAct<B>> {
+        let (cin, cout, k, groups) = (
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.groups,
+        );
+        if cin == 0 || cout == 0 || k == 0 || self.stride == 0 || self.dilation == 0 || groups == 0
+        {
+            return Err(crate::Error::Config(format!(
+                "ConvNormAct needs non-zero channels, kernel, stride, dilation and groups, got {self:?}"
+            )));
+        }
+        if cin % groups != 0 || cout % groups != 0 {
+            return Err(crate::Error::Config(format!(
+                "ConvNormAct groups {groups} must divide in_channels {cin} and out_channels {cout}"
+            )));
+        }
+        let padding = self.dilation * (k - 1) / 2;
+        let conv = if k == 1 && self.stride == 1 && groups == 1 {
+            ConvLayer::Pointwise(
+                PointwiseConv2dConfig::new([cin, cout])
+                    .with_bias(false)
+                    .try_init(device)?,
+            )
+        } else if groups == cin {
+            ConvLayer::Depthwise(
+                DepthwiseConv2dConfig::new(cin, [k, k])
+                    .with_stride([self.stride; 2])
+                    .with_padding([padding; 2])
+                    .with_dilation([self.dilation; 2])
+                    .with_depth_multiplier(cout / cin)
+                    .with_bias(false)
+                    .try_init(device)?,
+            )
+        } else {
+            ConvLayer::Standard(
+                Conv2dConfig::new([cin, cout], [k, k])
+                    .with_stride([self.stride; 2])
+                    .with_dilation([self.dilation; 2])
+                    .with_groups(groups)
+                    .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+                    .with_bias(false)
+                    .with_initializer(super::kaiming_fan_out())
+                    .init(device),
+            )
+        };
+        Ok(ConvNormAct {
+            conv,
+            norm: self.norm.init(cout, device),
+            activation: self.activation,
+        })
+    }
+}
+
+impl<B: DepthwiseBackend> ConvNormAct<B> {
+    /// `[N, in, H, W]` → `[N, out, H', W']`.
+    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = self.conv.forward(input);
+        self.activation.forward(self.norm.forward(x))
+    }
+
+    /// Checked [`Self::forward`] (see [`ConvLayer::try_forward`]).
+    pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
+        let x = self.conv.try_forward(input)?;
+        Ok(self.activation.forward(self.norm.forward(x)))
+    }
+}

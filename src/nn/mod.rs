@@ -1,0 +1,38 @@
+//! Reusable depthwise-separable building blocks, each a `XConfig` + `X<B>` pair in the
+//! style of `burn-nn`: `XConfig::new(..).with_y(..).init(&device)`.
+
+mod activation;
+mod conv_norm_act;
+mod depthwise;
+mod inverted_residual;
+mod pointwise;
+mod separable;
+mod squeeze_excite;
+
+pub use activation::Activation;
+pub use conv_norm_act::{ConvLayer, ConvNormAct, ConvNormActConfig, NormConfig};
+pub use depthwise::{DepthwiseConv2d, DepthwiseConv2dConfig};
+pub use inverted_residual::{InvertedResidual, InvertedResidualConfig};
+pub use pointwise::{PointwiseConv2d, PointwiseConv2dConfig};
+pub use separable::{DepthwiseSeparableConv, DepthwiseSeparableConvConfig};
+pub use squeeze_excite::{SqueezeExcitation, SqueezeExcitationConfig};
+
+use burn::module::Initializer;
+
+/// torchvision's conv initialisation: Kaiming normal, fan-out mode, ReLU gain.
+pub(crate) fn kaiming_fan_out() -> Initializer {
+    Initializer::KaimingNormal {
+        gain: std::f64::consts::SQRT_2,
+        fan_out_only: true,
+    }
+}
+
+/// Checks that a 4-D input has the expected channel count.
+pub(crate) fn check_channels(module: &str, dims: [usize; 4], expected: usize) -> crate::Result<()> {
+    if dims[1] != expected {
+        return Err(crate::Error::Input(format!(
+            "{module} expects {expected} input channels, got input of shape {dims:?}"
+        )));
+    }
+    Ok(())
+}
