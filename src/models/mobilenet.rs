@@ -1,0 +1,349 @@
+use burn::config::Config;
+use burn::module::{Initializer, Module, Param};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use super::spec::{Architecture, BlockKind, BlockSpec, MobileNetSpec};
+use crate::kernels::DepthwiseBackend;
+use crate::nn::{
+    Activation, ConvNormAct, ConvNormActConfig, DepthwiseSeparableConv,
+    DepthwiseSeparableConvConfig, InvertedResidual, InvertedResidualConfig,
+};
+
+/// The strides at which [`MobileNet::forward_features`] returns feature maps.
+pub const FEATURE_STRIDES: [usize; 4] = [4, 8, 16, 32];
+
+/// Configuration of a [`MobileNet`]: which variant, how wide, how many classes.
+#[derive(Config, Debug)]
+pub struct MobileNetConfig {
+    /// The variant.
+    pub architecture: Architecture,
+    /// Number of output classes.
+    pub num_classes: usize,
+    /// Width multiplier (α): scales every layer's channels with the variant's rounding.
+    #[config(default = 1.0)]
+    pub width_mult: f64,
+    /// Dropout probability before the final linear layer.
+    #[config(default = 0.2)]
+    pub dropout: f64,
+}
+
+impl MobileNetConfig {
+    /// MobileNetV1 (Keras layout, dropout 1e-3 as Keras).
+    pub fn v1(num_classes: usize) -> Self {
+        Self::new(Architecture::V1, num_classes).with_dropout(1e-3)
+    }
+
+    /// MobileNetV2 (torchvision layout, dropout 0.2).
+    pub fn v2(num_classes: usize) -> Self {
+        Self::new(Architecture::V2, num_classes)
+    }
+
+    /// MobileNetV3-Small (torchvision layout, dropout 0.2).
+    pub fn v3_small(num_classes: usize) -> Self {
+        Self::new(Architecture::V3Small, num_classes)
+    }
+
+    /// MobileNetV3-Large (torchvision layout, dropout 0.2).
+    pub fn v3_large(num_classes: usize) -> Self {
+        Self::new(Architecture::V3Large, num_classes)
+    }
+
+    /// The concrete layer list this configuration builds.
+    pub fn spec(&self) -> crate::Result<MobileNetSpec> {
+        MobileNetSpec::new(self.architecture, self.width_mult)
+    }
+
+    /// Checks every value, naming the first bad one.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.num_classes == 0 {
+            return Err(crate::Error::Config(
+                "num_classes must be at least 1, got 0".into(),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(crate::Error::Config(format!(
+                "dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
+        }
+        self.spec().map(|_| ())
+    }
+
+    /// Builds the network. Panics on an invalid configuration (see [`Self::try_init`]).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> MobileNet<B> {
+        self.try_init(device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Builds the network with torchvision's initialisation (Kaiming-normal fan-out convs,
+    /// BN weight 1 / bias 0, linear weights N(0, 0.01) and zero bias).
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<MobileNet<B>> {
+        self.validate()?;
+        let spec = self.spec()?;
+        let norm = spec.norm;
+        let stem = ConvNormActConfig::new(3, spec.stem.channels, 3)
+            .with_stride(2)
+            .with_activation(spec.stem.activation)
+            .with_norm(norm)
+            .try_init(device)?;
+        let blocks = spec
+            .blocks
+            .iter()
+            .map(|b| Block::from_spec(b, &spec, device))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let body_out = spec.blocks.last().map_or(spec.stem.channels, |b| b.out_channels);
+        let last_conv = spec
+            .last_conv
+            .map(|layer| {
+                ConvNormActConfig::new(body_out, layer.channels, 1)
+                    .with_activation(layer.activation)
+                    .with_norm(norm)
+                    .try_init(device)
+            })
+            .transpose()?;
+        let mut features = spec.feature_channels();
+        let classifier_hidden = spec.classifier_hidden.map(|layer| {
+            let linear = init_linear(features, layer.channels, device);
+            features = layer.channels;
+            linear
+        });
+        let classifier = init_linear(features, self.num_classes, device);
+        Ok(MobileNet {
+            stem,
+            blocks,
+            last_conv,
+            classifier_hidden,
+            hidden_activation: spec
+                .classifier_hidden
+                .map_or(Activation::Identity, |l| l.activation),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            classifier,
+            feature_taps: feature_taps(&spec),
+            architecture: self.architecture,
+        })
+    }
+}
+
+/// `Linear` with torchvision's MobileNet initialisation: N(0, 0.01) weights, zero bias.
+fn init_linear<B: Backend>(inputs: usize, outputs: usize, device: &B::Device) -> Linear<B> {
+    let mut linear = LinearConfig::new(inputs, outputs)
+        .with_initializer(Initializer::Normal {
+            mean: 0.0,
+            std: 0.01,
+        })
+        .init(device);
+    linear.bias = Some(Param::from_tensor(Tensor::zeros([outputs], device)));
+    linear
+}
+
+/// Index, in the layer sequence `stem, blocks.., last_conv`, of the last layer at each of
+/// [`FEATURE_STRIDES`].
+fn feature_taps(spec: &MobileNetSpec) -> Vec<usize> {
+    let mut stride = 2;
+    let mut strides = vec![stride];
+    for block in &spec.blocks {
+        stride *= block.stride;
+        strides.push(stride);
+    }
+    if spec.last_conv.is_some() {
+        strides.push(stride);
+    }
+    FEATURE_STRIDES
+        .iter()
+        .map(|&s| {
+            strides
+                .iter()
+                .rposition(|&t| t == s)
+                .expect("every MobileNet spec passes through strides 4, 8, 16 and 32")
+        })
+        .collect()
+}
+
+/// One body block: a V1 separable conv or a V2/V3 inverted residual.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Block<B: Backend> {
+    /// Depthwise-separable conv (V1).
+    Separable(DepthwiseSeparableConv<B>),
+    /// Inverted residual (V2, V3).
+    InvertedResidual(InvertedResidual<B>),
+}
+
+impl<B: Backend> Block<B> {
+    fn from_spec(
+        spec: &BlockSpec,
+        net: &MobileNetSpec,
+        device: &B::Device,
+    ) -> crate::Result<Self> {
+        Ok(match spec.kind {
+            BlockKind::Separable => Block::Separable(
+                DepthwiseSeparableConvConfig::new(spec.in_channels, spec.out_channels)
+                    .with_kernel_size(spec.kernel_size)
+                    .with_stride(spec.stride)
+                    .with_activation(spec.activation)
+                    .with_norm(net.norm)
+                    .try_init(device)?,
+            ),
+            BlockKind::InvertedResidual => Block::InvertedResidual(
+                InvertedResidualConfig::new(
+                    spec.in_channels,
+                    spec.expanded_channels,
+                    spec.out_channels,
+                )
+                .with_kernel_size(spec.kernel_size)
+                .with_stride(spec.stride)
+                .with_squeeze_channels(spec.squeeze_channels)
+                .with_activation(spec.activation)
+                .with_norm(net.norm)
+                .try_init(device)?,
+            ),
+        })
+    }
+}
+
+impl<B: DepthwiseBackend> Block<B> {
+    /// `[N, in, H, W]` → `[N, out, H', W']`.
+    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Block::Separable(block) => block.forward(input),
+            Block::InvertedResidual(block) => block.forward(input),
+        }
+    }
+}
+
+/// A MobileNet (V1, V2, V3-Small or V3-Large) built from a [`MobileNetSpec`].
+///
+/// - input: images `[N, 3, H, W]`, `H, W >= 32`
+/// - output: logits `[N, num_classes]`
+#[derive(Module, Debug)]
+pub struct MobileNet<B: Backend> {
+    /// 3×3 stride-2 conv from RGB → BN → activation.
+    pub stem: ConvNormAct<B>,
+    /// The body.
+    pub blocks: Vec<Block<B>>,
+    /// 1×1 conv → BN → activation after the body (V2, V3).
+    pub last_conv: Option<ConvNormAct<B>>,
+    /// Hidden linear layer of the classifier (V3).
+    pub classifier_hidden: Option<Linear<B>>,
+    /// Activation after the hidden linear layer.
+    pub hidden_activation: Activation,
+    /// Dropout before the final linear layer (active only with autodiff, i.e. training).
+    pub dropout: Dropout,
+    /// Final linear layer, `[features] → [num_classes]`.
+    pub classifier: Linear<B>,
+    /// Layer indices (stem = 0) whose outputs [`Self::forward_features`] returns.
+    pub feature_taps: Vec<usize>,
+    /// The variant.
+    pub architecture: Architecture,
+}
+
+impl<B: Backend> MobileNet<B> {
+    /// Number of output classes.
+    pub fn num_classes(&self) -> usize {
+        self.classifier.weight.dims()[1]
+    }
+
+    /// Smallest input height and width the network accepts (its total stride).
+    pub fn min_input_size(&self) -> usize {
+        FEATURE_STRIDES[FEATURE_STRIDES.len() - 1]
+    }
+
+    /// Checks an image batch shape: `[N, 3, H, W]` with `N >= 1` and `H, W >= 32`.
+    pub fn check_input(&self, dims: [usize; 4]) -> crate::Result<()> {
+        let [n, c, h, w] = dims;
+        let min = self.min_input_size();
+        if c != 3 {
+            return Err(crate::Error::Input(format!(
+                "MobileNet expects RGB images [N, 3, H, W], got {c} channels (shape {dims:?})"
+            )));
+        }
+        if n == 0 {
+            return Err(crate::Error::Input(format!(
+                "MobileNet got an empty batch (shape {dims:?})"
+            )));
+        }
+        if h < min || w < min {
+            return Err(crate::Error::Input(format!(
+                "MobileNet needs images of at least {min}x{min} (its total stride), got {h}x{w} (shape {dims:?})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Channels of the [`Self::forward_features`] maps, in stride order 4, 8, 16, 32.
+    pub fn feature_channels(&self) -> Vec<usize> {
+        let mut channels = vec![self.stem.conv.out_channels()];
+        for block in &self.blocks {
+            channels.push(match block {
+                Block::Separable(b) => b.pointwise.conv.out_channels(),
+                Block::InvertedResidual(b) => b.project.conv.out_channels(),
+            });
+        }
+        if let Some(last) = &self.last_conv {
+            channels.push(last.conv.out_channels());
+        }
+        self.feature_taps.iter().map(|&i| channels[i]).collect()
+    }
+}
+
+impl<B: DepthwiseBackend> MobileNet<B> {
+    /// Images `[N, 3, H, W]` → logits `[N, num_classes]`.
+    ///
+    /// # Panics
+    /// On an input that is not an RGB batch of at least 32×32 (see [`Self::try_forward`]).
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.try_forward(images).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Checked [`Self::forward`]: a bad input shape is an error naming it.
+    pub fn try_forward(&self, images: Tensor<B, 4>) -> crate::Result<Tensor<B, 2>> {
+        self.check_input(images.dims())?;
+        let x = self.body(images, |_, _| ());
+        Ok(self.head(x))
+    }
+
+    /// Feature maps at strides 4, 8, 16 and 32, for use as a backbone: the output of the
+    /// last layer at each stride (the stride-32 map is after the last 1×1 conv, if any).
+    /// Channels are given by [`Self::feature_channels`]; with an `H×W` input the map at
+    /// stride `s` is `ceil(H / s) × ceil(W / s)`.
+    pub fn forward_features(&self, images: Tensor<B, 4>) -> crate::Result<Vec<Tensor<B, 4>>> {
+        self.check_input(images.dims())?;
+        let mut maps = Vec::with_capacity(FEATURE_STRIDES.len());
+        self.body(images, |index, x| {
+            if self.feature_taps.contains(&index) {
+                maps.push(x.clone());
+            }
+        });
+        Ok(maps)
+    }
+
+    /// Stem, blocks and last conv; calls `tap(layer_index, output)` after each layer.
+    fn body(
+        &self,
+        images: Tensor<B, 4>,
+        mut tap: impl FnMut(usize, &Tensor<B, 4>),
+    ) -> Tensor<B, 4> {
+        let mut x = self.stem.forward(images);
+        tap(0, &x);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x);
+            tap(i + 1, &x);
+        }
+        if let Some(last) = &self.last_conv {
+            x = last.forward(x);
+            tap(self.blocks.len() + 1, &x);
+        }
+        x
+    }
+
+    /// Global average pool → [hidden linear → activation] → dropout → classifier.
+    fn head(&self, features: Tensor<B, 4>) -> Tensor<B, 2> {
+        let [n, c, h, w] = features.dims();
+        let mut x = features.reshape([n, c, h * w]).mean_dim(2).reshape([n, c]);
+        if let Some(hidden) = &self.classifier_hidden {
+            x = self.hidden_activation.forward(hidden.forward(x));
+        }
+        self.classifier.forward(self.dropout.forward(x))
+    }
+}
