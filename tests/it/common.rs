@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Deterministic uniform values in [-1, 1).
+pub fn random_values(seed: u64, len: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// A tensor holding `values` with the given shape.
+pub fn tensor<B: Backend, const D: usize>(
+    values: &[f32],
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
+}
+
+/// A tensor's values as `f32`.
+pub fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("f32 data")
+}
+
+/// Asserts `|actual - expected| <= tol * max(1, max |expected|)` element-wise.
+///
+/// The scale makes the bound relative to the size of the values, as f32 accumulation
+/// error grows with them.
+pub fn assert_close(what: &str, actual: &[f32], expected: &[f64], tol: f64) {
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "{what}: length {} != {}",
+        actual.len(),
+        expected.len()
+    );
+    let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let err = (*a as f64 - e).abs();
+        assert!(
+            err <= tol * scale,
+            "{what}: element {i}: got {a}, expected {e} (error {err:.3e} > {:.3e})",
+            tol * scale
+        );
+    }
+}
+
+/// Largest relative difference between two equally long vectors, scaled by the largest
+/// magnitude in `b`.
+pub fn max_relative_diff(a: &[f32], b: &[f32]) -> f64 {
+    let scale = b.iter().fold(1e-12f64, |m, v| m.max(v.abs() as f64));
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).abs() / scale)
+        .fold(0.0, f64::max)
+}

@@ -1,0 +1,273 @@
+//! The depthwise op on every enabled backend against the f64 reference loops, and the
+//! reference gradients against central finite differences.
+
+use burn::backend::Autodiff;
+use burn::tensor::Tensor;
+use dwconv::kernels::{
+    DepthwiseBackend, DepthwiseOptions, DepthwiseShape, depthwise_conv2d, reference,
+    try_depthwise_conv2d,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::common::{assert_close, random_values, tensor, values};
+
+/// One random depthwise configuration.
+#[derive(Clone, Debug)]
+struct Case {
+    input: [usize; 4],
+    weight: [usize; 4],
+    options: DepthwiseOptions,
+    bias: bool,
+    seed: u64,
+}
+
+/// `count` configurations covering kernels 1/3/5/7, strides 1/2/3, padding 0..=k,
+/// dilation 1/2, multipliers 1/2, non-square inputs and kernels, batch 1..=3.
+fn cases(count: usize) -> Vec<Case> {
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    (0..count)
+        .map(|i| {
+            let kernels = [1, 3, 5, 7];
+            let kh = kernels[i % 4];
+            // Every fifth case has a non-square kernel.
+            let kw = if i % 5 == 0 { kernels[(i / 4 + 1) % 4] } else { kh };
+            let stride = [[1, 2, 3][(i / 4) % 3], [1, 2, 3][rng.random_range(0..3)]];
+            let dilation = [[1, 2][(i / 12) % 2], [1, 2][rng.random_range(0..2)]];
+            let padding = [rng.random_range(0..=kh), rng.random_range(0..=kw)];
+            let multiplier = [1, 2][(i / 2) % 2];
+            let channels = rng.random_range(1..=4);
+            let batch = 1 + i % 3;
+            // Smallest input that still gives one output row/column, plus a random margin.
+            let min = |k: usize, d: usize, p: usize| (d * (k - 1) + 1).saturating_sub(2 * p).max(1);
+            let h = min(kh, dilation[0], padding[0]) + rng.random_range(0..9);
+            let w = min(kw, dilation[1], padding[1]) + rng.random_range(0..9);
+            Case {
+                input: [batch, channels, h, w],
+                weight: [channels * multiplier, 1, kh, kw],
+                options: DepthwiseOptions::new(stride, padding, dilation),
+                bias: i % 3 != 2,
+                seed: i as u64,
+            }
+        })
+        .collect()
+}
+
+struct CaseData {
+    shape: DepthwiseShape,
+    x: Vec<f32>,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    output_grad: Vec<f32>,
+}
+
+impl CaseData {
+    fn new(case: &Case) -> Self {
+        let shape = DepthwiseShape::new(case.input, case.weight, case.options)
+            .unwrap_or_else(|e| panic!("bad test case {case:?}: {e}"));
+        let len = |d: [usize; 4]| d.iter().product::<usize>();
+        Self {
+            x: random_values(case.seed * 4, len(case.input)),
+            weight: random_values(case.seed * 4 + 1, len(case.weight)),
+            bias: random_values(case.seed * 4 + 2, shape.out_channels()),
+            output_grad: random_values(case.seed * 4 + 3, len(shape.output_shape())),
+            shape,
+        }
+    }
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Forward and all three gradients through `Autodiff<B>` against the reference.
+fn check_case<B: DepthwiseBackend>(case: &Case, device: &B::Device) {
+    let d = CaseData::new(case);
+    let s = &d.shape;
+    let x = tensor::<Autodiff<B>, 4>(&d.x, case.input, device).require_grad();
+    let w = tensor::<Autodiff<B>, 4>(&d.weight, case.weight, device).require_grad();
+    let b = case
+        .bias
+        .then(|| tensor::<Autodiff<B>, 1>(&d.bias, [s.out_channels()], device).require_grad());
+    let g = tensor::<Autodiff<B>, 4>(&d.output_grad, s.output_shape(), device);
+
+    let y = depthwise_conv2d(x.clone(), w.clone(), b.clone(), case.options);
+    assert_eq!(y.dims(), s.output_shape(), "output shape for {case:?}");
+    let grads = (y.clone() * g).sum().backward();
+
+    let bias_ref = case.bias.then(|| f64s(&d.bias));
+    let (xr, wr, gr) = (f64s(&d.x), f64s(&d.weight), f64s(&d.output_grad));
+    let tol = 1e-4;
+    let what = |t: &str| format!("{t} for {case:?}");
+    assert_close(
+        &what("forward"),
+        &values(y.inner()),
+        &reference::forward(s, &xr, &wr, bias_ref.as_deref()),
+        tol,
+    );
+    assert_close(
+        &what("input gradient"),
+        &values(x.grad(&grads).expect("input gradient")),
+        &reference::x_backward(s, &wr, &gr),
+        tol,
+    );
+    assert_close(
+        &what("weight gradient"),
+        &values(w.grad(&grads).expect("weight gradient")),
+        &reference::weight_backward(s, &xr, &gr),
+        tol,
+    );
+    if let Some(b) = b {
+        assert_close(
+            &what("bias gradient"),
+            &values(b.grad(&grads).expect("bias gradient")),
+            &reference::bias_backward(s, &gr),
+            tol,
+        );
+    }
+}
+
+fn check_backend<B: DepthwiseBackend>(device: &B::Device) {
+    let all = cases(60);
+    for case in &all {
+        check_case::<B>(case, device);
+    }
+}
+
+#[test]
+fn cases_cover_the_required_space() {
+    let all = cases(60);
+    for k in [1, 3, 5, 7] {
+        assert!(all.iter().any(|c| c.weight[2] == k), "kernel {k}");
+    }
+    for s in [1, 2, 3] {
+        assert!(all.iter().any(|c| c.options.stride[0] == s), "stride {s}");
+    }
+    for d in [1, 2] {
+        assert!(all.iter().any(|c| c.options.dilation[0] == d), "dilation {d}");
+    }
+    assert!(all.iter().any(|c| c.weight[0] == 2 * c.input[1]), "multiplier 2");
+    assert!(all.iter().any(|c| c.input[2] != c.input[3]), "non-square input");
+    assert!(all.iter().any(|c| c.input[0] > 1), "batch > 1");
+    assert!(
+        all.iter()
+            .any(|c| c.options.padding[0] >= c.weight[2] && c.weight[2] > 1),
+        "padding as large as the kernel"
+    );
+    assert!(all.iter().any(|c| !c.bias), "no bias");
+}
+
+#[test]
+fn ndarray_matches_reference() {
+    check_backend::<burn::backend::NdArray>(&Default::default());
+}
+
+#[cfg(feature = "flex")]
+#[test]
+fn flex_matches_reference() {
+    check_backend::<burn::backend::Flex>(&Default::default());
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_matches_reference() {
+    check_backend::<burn::backend::Wgpu>(&Default::default());
+}
+
+/// The stock grouped-conv path (the trait's default methods) is the fallback for other
+/// dtypes; it must agree with the reference too.
+#[test]
+fn fallback_matches_reference() {
+    use burn::backend::NdArray;
+    use burn::tensor::TensorPrimitive;
+    use dwconv::kernels::fallback;
+    for case in cases(20) {
+        let d = CaseData::new(&case);
+        let s = &d.shape;
+        let device = Default::default();
+        let prim = |v: &[f32], shape: [usize; 4]| {
+            tensor::<NdArray, 4>(v, shape, &device)
+                .into_primitive()
+                .tensor()
+        };
+        let x = prim(&d.x, case.input);
+        let w = prim(&d.weight, case.weight);
+        let g = prim(&d.output_grad, s.output_shape());
+        let to_vec = |p| values(Tensor::<NdArray, 4>::from_primitive(TensorPrimitive::Float(p)));
+        let (xr, wr, gr) = (f64s(&d.x), f64s(&d.weight), f64s(&d.output_grad));
+        let y = fallback::forward::<NdArray>(x.clone(), w.clone(), None, case.options);
+        assert_close("fallback forward", &to_vec(y), &reference::forward(s, &xr, &wr, None), 1e-4);
+        let gx = fallback::x_backward::<NdArray>(x.clone(), w.clone(), g.clone(), case.options);
+        assert_close("fallback x grad", &to_vec(gx), &reference::x_backward(s, &wr, &gr), 1e-4);
+        let gw = fallback::weight_backward::<NdArray>(x, w, g, case.options);
+        assert_close(
+            "fallback weight grad",
+            &to_vec(gw),
+            &reference::weight_backward(s, &xr, &gr),
+            1e-4,
+        );
+    }
+}
+
+/// Reference gradients against central finite differences of the reference forward, for
+/// the scalar loss `sum(output * output_grad)`, at sampled coordinates.
+#[test]
+fn reference_gradients_match_finite_differences() {
+    const H: f64 = 1e-3;
+    for case in cases(60) {
+        let d = CaseData::new(&case);
+        let s = &d.shape;
+        let (x, w, b, g) = (f64s(&d.x), f64s(&d.weight), f64s(&d.bias), f64s(&d.output_grad));
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
+            reference::forward(s, x, w, Some(b))
+                .iter()
+                .zip(&g)
+                .map(|(y, g)| y * g)
+                .sum()
+        };
+        let analytic = [
+            reference::x_backward(s, &w, &g),
+            reference::weight_backward(s, &x, &g),
+            reference::bias_backward(s, &g),
+        ];
+        let mut rng = StdRng::seed_from_u64(case.seed);
+        for (which, grad) in analytic.iter().enumerate() {
+            for _ in 0..12 {
+                let i = rng.random_range(0..grad.len());
+                let mut params = [x.clone(), w.clone(), b.clone()];
+                params[which][i] += H;
+                let plus = loss(&params[0], &params[1], &params[2]);
+                params[which][i] -= 2.0 * H;
+                let minus = loss(&params[0], &params[1], &params[2]);
+                let numeric = (plus - minus) / (2.0 * H);
+                assert!(
+                    (numeric - grad[i]).abs() <= 1e-8 * (1.0 + grad[i].abs()),
+                    "finite difference of parameter set {which} element {i} for {case:?}: \
+                     numeric {numeric}, analytic {}",
+                    grad[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn shape_errors_name_the_bad_value() {
+    use burn::backend::NdArray;
+    let device = Default::default();
+    let x = Tensor::<NdArray, 4>::zeros([1, 3, 5, 5], &device);
+    let opts = DepthwiseOptions::new([1, 1], [0, 0], [1, 1]);
+    let bad_weight = Tensor::<NdArray, 4>::zeros([4, 1, 3, 3], &device);
+    let err = try_depthwise_conv2d(x.clone(), bad_weight, None, opts).unwrap_err();
+    assert!(err.contains("4 output channels") && err.contains("3 channels"), "{err}");
+    let big_kernel = Tensor::<NdArray, 4>::zeros([3, 1, 7, 7], &device);
+    let err = try_depthwise_conv2d(x.clone(), big_kernel, None, opts).unwrap_err();
+    assert!(err.contains("5x5") && err.contains("7x7"), "{err}");
+    let w = Tensor::<NdArray, 4>::zeros([3, 1, 3, 3], &device);
+    let bias = Tensor::<NdArray, 1>::zeros([2], &device);
+    let err = try_depthwise_conv2d(x.clone(), w.clone(), Some(bias), opts).unwrap_err();
+    assert!(err.contains("bias has 2 elements"), "{err}");
+    let zero_stride = DepthwiseOptions::new([0, 1], [0, 0], [1, 1]);
+    let err = try_depthwise_conv2d(x, w, None, zero_stride).unwrap_err();
+    assert!(err.contains("stride"), "{err}");
+}

@@ -1,0 +1,7 @@
+//! Integration tests (public API only). One test binary, so Burn is linked once.
+
+mod common;
+mod cost;
+mod kernels;
+mod models;
+mod modules;

@@ -1,0 +1,173 @@
+//! MobileNet construction, feature maps, input checking and backend agreement.
+
+use burn::backend::NdArray;
+use burn::module::Module;
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use dwconv::kernels::DepthwiseBackend;
+use dwconv::models::{Architecture, MobileNet, MobileNetConfig, make_divisible};
+use dwconv::nn::ConvLayer;
+
+use crate::common::{max_relative_diff, random_values, tensor, values};
+
+#[test]
+fn make_divisible_matches_torchvision() {
+    // torchvision: max(8, int(v + 4) // 8 * 8), plus 8 if that is below 0.9 v.
+    assert_eq!(make_divisible(32.0 * 0.35, 8), 16);
+    assert_eq!(make_divisible(16.0 * 0.5, 8), 8);
+    assert_eq!(make_divisible(24.0 * 0.75, 8), 24);
+    assert_eq!(make_divisible(1.0, 8), 8);
+    assert_eq!(make_divisible(100.0, 8), 104);
+    assert_eq!(make_divisible(92.0, 8), 96);
+    // 36 rounds down to 32, which is under 0.9 * 36 = 32.4, so it goes back up.
+    assert_eq!(make_divisible(36.0, 8), 40);
+}
+
+/// Documented channels of the stride 4, 8, 16, 32 maps at width 1.0.
+const FEATURE_CHANNELS: [(Architecture, [usize; 4]); 4] = [
+    (Architecture::V1, [128, 256, 512, 1024]),
+    (Architecture::V2, [24, 32, 96, 1280]),
+    (Architecture::V3Small, [16, 24, 48, 576]),
+    (Architecture::V3Large, [24, 40, 112, 960]),
+];
+
+#[test]
+fn forward_features_gives_strides_4_8_16_32() {
+    let device = Default::default();
+    for (arch, channels) in FEATURE_CHANNELS {
+        let model = MobileNetConfig::new(arch, 10).init::<NdArray>(&device);
+        assert_eq!(model.feature_channels(), channels, "{arch}");
+        let images = Tensor::<NdArray, 4>::zeros([1, 3, 64, 96], &device);
+        let maps = model.forward_features(images).unwrap();
+        assert_eq!(maps.len(), 4, "{arch}");
+        for ((map, stride), c) in maps.iter().zip([4, 8, 16, 32]).zip(channels) {
+            assert_eq!(map.dims(), [1, c, 64 / stride, 96 / stride], "{arch} stride {stride}");
+        }
+    }
+}
+
+#[test]
+fn forward_gives_logits_for_every_variant_and_width() {
+    let device = Default::default();
+    for arch in Architecture::ALL {
+        for width in [0.35, 1.0] {
+            let model = MobileNetConfig::new(arch, 7)
+                .with_width_mult(width)
+                .init::<NdArray>(&device);
+            let images = Tensor::<NdArray, 4>::ones([2, 3, 33, 40], &device);
+            let logits = model.try_forward(images).unwrap();
+            assert_eq!(logits.dims(), [2, 7], "{arch} {width}");
+            assert!(values(logits).iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_and_configs_are_clear_errors() {
+    let device = Default::default();
+    let model = MobileNetConfig::v2(10).with_width_mult(0.5).init::<NdArray>(&device);
+    let err = model
+        .try_forward(Tensor::zeros([1, 1, 64, 64], &device))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 channels") && err.contains("[1, 1, 64, 64]"), "{err}");
+    let err = model
+        .try_forward(Tensor::zeros([1, 3, 31, 64], &device))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 32x32") && err.contains("31x64"), "{err}");
+    assert!(model.forward_features(Tensor::zeros([1, 3, 16, 16], &device)).is_err());
+
+    let err = MobileNetConfig::v2(0).try_init::<NdArray>(&device).unwrap_err().to_string();
+    assert!(err.contains("num_classes"), "{err}");
+    let err = MobileNetConfig::v2(10)
+        .with_width_mult(-0.5)
+        .try_init::<NdArray>(&device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("width_mult") && err.contains("-0.5"), "{err}");
+    let err = MobileNetConfig::v2(10)
+        .with_dropout(1.5)
+        .try_init::<NdArray>(&device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dropout") && err.contains("1.5"), "{err}");
+    let err = "v4".parse::<Architecture>().unwrap_err().to_string();
+    assert!(err.contains("'v4'") && err.contains("v3-small"), "{err}");
+}
+
+/// torchvision's initialisation: Kaiming-normal (fan-out) convs, N(0, 0.01) linear
+/// weights with zero bias, BN weight 1 and bias 0.
+#[test]
+fn initialisation_follows_torchvision() {
+    let device = Default::default();
+    <NdArray as Backend>::seed(&device, 3);
+    let model = MobileNetConfig::v2(1000).init::<NdArray>(&device);
+    let std = |v: &[f32]| {
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+    };
+    // Last conv: 320 -> 1280 1x1, fan_out = 1280.
+    let last = model.last_conv.as_ref().unwrap();
+    let ConvLayer::Pointwise(pw) = &last.conv else {
+        panic!("1x1 conv must be pointwise");
+    };
+    let s = std(&values(pw.weight.val()));
+    let expected = (2.0f64 / 1280.0).sqrt();
+    assert!((s / expected - 1.0).abs() < 0.02, "conv std {s} vs {expected}");
+    let s = std(&values(model.classifier.weight.val()));
+    assert!((s / 0.01 - 1.0).abs() < 0.02, "linear std {s}");
+    assert!(values(model.classifier.bias.as_ref().unwrap().val()).iter().all(|&b| b == 0.0));
+    assert!(values(last.norm.gamma.val()).iter().all(|&g| g == 1.0));
+    assert!(values(last.norm.beta.val()).iter().all(|&b| b == 0.0));
+    // V3 uses BN eps 1e-3 and momentum 0.01; V2 1e-5 and 0.1.
+    assert_eq!((last.norm.epsilon, last.norm.momentum), (1e-5, 0.1));
+    let v3 = MobileNetConfig::v3_small(10).init::<NdArray>(&device);
+    assert_eq!((v3.stem.norm.epsilon, v3.stem.norm.momentum), (1e-3, 0.01));
+}
+
+/// Moves a model's weights to another backend through Burn's record format.
+fn transfer<B: Backend>(model: MobileNet<NdArray>, config: &MobileNetConfig, device: &B::Device) -> MobileNet<B> {
+    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+    let bytes = recorder.record(model.into_record(), ()).expect("serialise record");
+    let record = recorder.load(bytes, device).expect("deserialise record");
+    config.init::<B>(device).load_record(record)
+}
+
+fn logits<B: DepthwiseBackend>(model: &MobileNet<B>, images: &[f32], device: &B::Device) -> Vec<f32> {
+    values(model.forward(tensor::<B, 4>(images, [2, 3, 32, 32], device)))
+}
+
+/// The same weights give the same eval-mode logits on every enabled backend.
+#[test]
+fn same_weights_same_logits_on_every_backend() {
+    let device = Default::default();
+    let images = random_values(9, 2 * 3 * 32 * 32);
+    for config in [
+        MobileNetConfig::v2(10).with_width_mult(0.5),
+        MobileNetConfig::v3_small(10),
+        MobileNetConfig::v1(10).with_width_mult(0.25),
+    ] {
+        let model = config.init::<NdArray>(&device);
+        let expected = logits(&model, &images, &device);
+        let roundtrip = transfer::<NdArray>(model.clone(), &config, &device);
+        assert_eq!(logits(&roundtrip, &images, &device), expected, "record round trip");
+        #[cfg(feature = "flex")]
+        {
+            let flex = transfer::<burn::backend::Flex>(model.clone(), &config, &Default::default());
+            let got = logits(&flex, &images, &Default::default());
+            let diff = max_relative_diff(&got, &expected);
+            assert!(diff <= 1e-4, "flex vs ndarray {:?}: {diff:e}", config.architecture);
+        }
+        #[cfg(feature = "wgpu")]
+        {
+            let wgpu = transfer::<burn::backend::Wgpu>(model.clone(), &config, &Default::default());
+            let got = logits(&wgpu, &images, &Default::default());
+            let diff = max_relative_diff(&got, &expected);
+            assert!(diff <= 1e-4, "wgpu vs ndarray {:?}: {diff:e}", config.architecture);
+        }
+        // Keep the helper used when only ndarray is enabled.
+        assert_eq!(max_relative_diff(&expected, &expected), 0.0);
+    }
+}
