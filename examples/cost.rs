@@ -111,7 +111,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "{} width {} at {size}x{size}, {} classes",
         report.model, args.width_mult, args.num_classes
     );
-    println!("{:<28}{:>18}{:>12}{:>14}", "layer", "output", "params", "MACs");
+    println!(
+        "{:<28}{:>18}{:>12}{:>14}",
+        "layer", "output", "params", "MACs"
+    );
     for layer in &report.layers {
         let [c, h, w] = layer.output;
         println!(

@@ -117,11 +117,18 @@ impl Walk {
                     conv_out(w, kw, conv.stride[1], pw, conv.dilation[1]),
                 ];
                 let bias = conv.bias.as_ref().map_or(0, |_| out);
-                (out * in_per_group * kh * kw + bias, in_per_group * kh * kw, size)
+                (
+                    out * in_per_group * kh * kw + bias,
+                    in_per_group * kh * kw,
+                    size,
+                )
             }
             ConvLayer::Depthwise(conv) => {
                 let [kh, kw] = conv.kernel_size();
-                let size = conv.options().output_size([h, w], [kh, kw]).unwrap_or([0, 0]);
+                let size = conv
+                    .options()
+                    .output_size([h, w], [kh, kw])
+                    .unwrap_or([0, 0]);
                 let out = conv.out_channels();
                 let bias = conv.bias.as_ref().map_or(0, |_| out);
                 (out * kh * kw + bias, kh * kw, size)
@@ -206,7 +213,9 @@ pub fn compare_separable(
         ("image width", image_size[1]),
     ] {
         if value == 0 {
-            return Err(crate::Error::Config(format!("{name} must be at least 1, got 0")));
+            return Err(crate::Error::Config(format!(
+                "{name} must be at least 1, got 0"
+            )));
         }
     }
     let (m, n, k2) = (in_channels, out_channels, kernel * kernel);

@@ -29,12 +29,8 @@ fn register_x_and_weight_grads<B: DepthwiseBackend>(
     let (x, weight, options) = state;
     let [node_x, node_weight] = parents;
     if let Some(id) = node_x {
-        let grad = B::depthwise_conv2d_x_backward(
-            x.clone(),
-            weight.clone(),
-            output_grad.clone(),
-            options,
-        );
+        let grad =
+            B::depthwise_conv2d_x_backward(x.clone(), weight.clone(), output_grad.clone(), options);
         grads.register::<B>(*id, grad);
     }
     if let Some(id) = node_weight {

@@ -127,7 +127,13 @@ fn dot_strided(g: &[f32], x: &[f32], stride: usize) -> f32 {
 }
 
 /// Forward into `out` (`[N, C*m, out_h, out_w]`, fully overwritten).
-pub fn forward(s: &DepthwiseShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+pub fn forward(
+    s: &DepthwiseShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
     let [in_h, in_w] = s.input;
     let [out_h, out_w] = s.output;
     let [kh, kw] = s.kernel;
@@ -265,7 +271,11 @@ pub fn bias_backward(s: &DepthwiseShape, output_grad: &[f32], grad: &mut [f32]) 
 pub fn bias_sums(batch: usize, channels: usize, plane: usize, values: &[f32], sums: &mut [f32]) {
     sums.par_iter_mut().enumerate().for_each(|(c, sum)| {
         *sum = (0..batch)
-            .map(|n| values[(n * channels + c) * plane..][..plane].iter().sum::<f32>())
+            .map(|n| {
+                values[(n * channels + c) * plane..][..plane]
+                    .iter()
+                    .sum::<f32>()
+            })
             .sum();
     });
 }

@@ -43,7 +43,10 @@ pub(crate) fn forward<B: HostTensors>(
     let done = B::with_f32(&x, |xs| {
         B::with_f32(&weight, |ws| match &bias {
             Some(bias) => B::with_f32(bias, |bs| cpu::forward(&s, xs, ws, Some(bs), &mut out)),
-            None => Some(cpu::forward(&s, xs, ws, None, &mut out)),
+            None => {
+                cpu::forward(&s, xs, ws, None, &mut out);
+                Some(())
+            }
         })
     });
     match done.flatten().flatten() {

@@ -12,13 +12,13 @@
 
 mod autodiff;
 pub mod cpu;
-#[cfg(any(feature = "ndarray", feature = "flex"))]
-mod host;
-pub mod fallback;
 #[cfg(feature = "wgpu")]
 mod cubecl;
+pub mod fallback;
 #[cfg(feature = "flex")]
 mod flex;
+#[cfg(any(feature = "ndarray", feature = "flex"))]
+mod host;
 #[cfg(feature = "ndarray")]
 mod ndarray;
 pub mod reference;
@@ -161,7 +161,6 @@ impl DepthwiseShape {
         [self.out_channels(), 1, self.kernel[0], self.kernel[1]]
     }
 }
-
 
 /// Depthwise conv2d on primitives, plus its backward ops.
 ///

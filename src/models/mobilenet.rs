@@ -92,7 +92,10 @@ impl MobileNetConfig {
             .iter()
             .map(|b| Block::from_spec(b, &spec, device))
             .collect::<crate::Result<Vec<_>>>()?;
-        let body_out = spec.blocks.last().map_or(spec.stem.channels, |b| b.out_channels);
+        let body_out = spec
+            .blocks
+            .last()
+            .map_or(spec.stem.channels, |b| b.out_channels);
         let last_conv = spec
             .last_conv
             .map(|layer| {
@@ -171,11 +174,7 @@ pub enum Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    fn from_spec(
-        spec: &BlockSpec,
-        net: &MobileNetSpec,
-        device: &B::Device,
-    ) -> crate::Result<Self> {
+    fn from_spec(spec: &BlockSpec, net: &MobileNetSpec, device: &B::Device) -> crate::Result<Self> {
         Ok(match spec.kind {
             BlockKind::Separable => Block::Separable(
                 DepthwiseSeparableConvConfig::new(spec.in_channels, spec.out_channels)

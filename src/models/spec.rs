@@ -343,7 +343,10 @@ impl MobileNetSpec {
     pub fn feature_channels(&self) -> usize {
         match &self.last_conv {
             Some(layer) => layer.channels,
-            None => self.blocks.last().map_or(self.stem.channels, |b| b.out_channels),
+            None => self
+                .blocks
+                .last()
+                .map_or(self.stem.channels, |b| b.out_channels),
         }
     }
 }

@@ -194,7 +194,9 @@ impl ConvNormActConfig {
                     .with_stride([self.stride; 2])
                     .with_dilation([self.dilation; 2])
                     .with_groups(groups)
-                    .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+                    .with_padding(PaddingConfig2d::Explicit(
+                        padding, padding, padding, padding,
+                    ))
                     .with_bias(false)
                     .with_initializer(super::kaiming_fan_out())
                     .init(device),

@@ -60,12 +60,13 @@ impl DepthwiseSeparableConvConfig {
                 "DepthwiseSeparableConv in_channels must be at least 1, got 0".into(),
             ));
         }
-        let depthwise = ConvNormActConfig::new(self.in_channels, self.in_channels, self.kernel_size)
-            .with_stride(self.stride)
-            .with_dilation(self.dilation)
-            .with_groups(self.in_channels)
-            .with_activation(self.activation)
-            .with_norm(self.norm);
+        let depthwise =
+            ConvNormActConfig::new(self.in_channels, self.in_channels, self.kernel_size)
+                .with_stride(self.stride)
+                .with_dilation(self.dilation)
+                .with_groups(self.in_channels)
+                .with_activation(self.activation)
+                .with_norm(self.norm);
         let depthwise = depthwise.try_init(device)?;
         let pointwise = ConvNormActConfig::new(self.in_channels, self.out_channels, 1)
             .with_activation(self.activation)

@@ -36,10 +36,7 @@ impl SqueezeExcitationConfig {
     }
 
     /// Builds the block, or names the invalid channel count.
-    pub fn try_init<B: Backend>(
-        &self,
-        device: &B::Device,
-    ) -> crate::Result<SqueezeExcitation<B>> {
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<SqueezeExcitation<B>> {
         Ok(SqueezeExcitation {
             fc1: PointwiseConv2dConfig::new([self.channels, self.squeeze_channels])
                 .try_init(device)?,
@@ -53,7 +50,11 @@ impl<B: Backend> SqueezeExcitation<B> {
     /// `[N, C, H, W]` → `[N, C, H, W]`.
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, h, w] = input.dims();
-        let pooled = input.clone().reshape([n, c, h * w]).mean_dim(2).reshape([n, c]);
+        let pooled = input
+            .clone()
+            .reshape([n, c, h * w])
+            .mean_dim(2)
+            .reshape([n, c]);
         let squeezed = relu(self.fc1.forward_vectors(pooled));
         let scale = hard_sigmoid(self.fc2.forward_vectors(squeezed), 1.0 / 6.0, 0.5);
         input * scale.reshape([n, c, 1, 1])

@@ -47,10 +47,20 @@ fn width_multipliers_match_published_tables() {
     // (width, parameters in millions to 0.1M, multiply-adds in millions)
     for (width, params_m, macs_m) in [(0.75, 2.6, 325.0), (0.5, 1.3, 149.0), (0.25, 0.5, 41.0)] {
         let (p, m) = cost(Architecture::V1, width);
-        assert_eq!((p as f64 / 1e5).round() / 10.0, params_m, "V1 {width} params {p}");
+        assert_eq!(
+            (p as f64 / 1e5).round() / 10.0,
+            params_m,
+            "V1 {width} params {p}"
+        );
         assert_within(&format!("V1 {width} MACs"), m as f64, macs_m * 1e6, 0.01);
     }
-    for (width, macs_m) in [(1.4, 582.0), (1.3, 509.0), (0.75, 209.0), (0.5, 97.0), (0.35, 59.0)] {
+    for (width, macs_m) in [
+        (1.4, 582.0),
+        (1.3, 509.0),
+        (0.75, 209.0),
+        (0.5, 97.0),
+        (0.35, 59.0),
+    ] {
         let (_, m) = cost(Architecture::V2, width);
         assert_within(&format!("V2 {width} MACs"), m as f64, macs_m * 1e6, 0.01);
     }
@@ -71,8 +81,14 @@ fn width_multipliers_match_published_tables() {
 fn report_sums_its_layers_and_excludes_running_stats() {
     let model = MobileNetConfig::v3_small(10).init::<NdArray>(&Default::default());
     let report = mobilenet_cost(&model, [224, 224]);
-    assert_eq!(report.params, report.layers.iter().map(|l| l.params).sum::<usize>());
-    assert_eq!(report.macs, report.layers.iter().map(|l| l.macs).sum::<u64>());
+    assert_eq!(
+        report.params,
+        report.layers.iter().map(|l| l.params).sum::<usize>()
+    );
+    assert_eq!(
+        report.macs,
+        report.layers.iter().map(|l| l.macs).sum::<u64>()
+    );
     // Burn's count includes 2 running statistics per BatchNorm channel.
     let bn_channels: usize = report
         .layers

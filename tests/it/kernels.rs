@@ -31,7 +31,11 @@ fn cases(count: usize) -> Vec<Case> {
             let kernels = [1, 3, 5, 7];
             let kh = kernels[i % 4];
             // Every fifth case has a non-square kernel.
-            let kw = if i % 5 == 0 { kernels[(i / 4 + 1) % 4] } else { kh };
+            let kw = if i % 5 == 0 {
+                kernels[(i / 4 + 1) % 4]
+            } else {
+                kh
+            };
             let stride = [[1, 2, 3][(i / 4) % 3], [1, 2, 3][rng.random_range(0..3)]];
             let dilation = [[1, 2][(i / 12) % 2], [1, 2][rng.random_range(0..2)]];
             let padding = [rng.random_range(0..=kh), rng.random_range(0..=kw)];
@@ -144,10 +148,19 @@ fn cases_cover_the_required_space() {
         assert!(all.iter().any(|c| c.options.stride[0] == s), "stride {s}");
     }
     for d in [1, 2] {
-        assert!(all.iter().any(|c| c.options.dilation[0] == d), "dilation {d}");
+        assert!(
+            all.iter().any(|c| c.options.dilation[0] == d),
+            "dilation {d}"
+        );
     }
-    assert!(all.iter().any(|c| c.weight[0] == 2 * c.input[1]), "multiplier 2");
-    assert!(all.iter().any(|c| c.input[2] != c.input[3]), "non-square input");
+    assert!(
+        all.iter().any(|c| c.weight[0] == 2 * c.input[1]),
+        "multiplier 2"
+    );
+    assert!(
+        all.iter().any(|c| c.input[2] != c.input[3]),
+        "non-square input"
+    );
     assert!(all.iter().any(|c| c.input[0] > 1), "batch > 1");
     assert!(
         all.iter()
@@ -193,12 +206,26 @@ fn fallback_matches_reference() {
         let x = prim(&d.x, case.input);
         let w = prim(&d.weight, case.weight);
         let g = prim(&d.output_grad, s.output_shape());
-        let to_vec = |p| values(Tensor::<NdArray, 4>::from_primitive(TensorPrimitive::Float(p)));
+        let to_vec = |p| {
+            values(Tensor::<NdArray, 4>::from_primitive(
+                TensorPrimitive::Float(p),
+            ))
+        };
         let (xr, wr, gr) = (f64s(&d.x), f64s(&d.weight), f64s(&d.output_grad));
         let y = fallback::forward::<NdArray>(x.clone(), w.clone(), None, case.options);
-        assert_close("fallback forward", &to_vec(y), &reference::forward(s, &xr, &wr, None), 1e-4);
+        assert_close(
+            "fallback forward",
+            &to_vec(y),
+            &reference::forward(s, &xr, &wr, None),
+            1e-4,
+        );
         let gx = fallback::x_backward::<NdArray>(x.clone(), w.clone(), g.clone(), case.options);
-        assert_close("fallback x grad", &to_vec(gx), &reference::x_backward(s, &wr, &gr), 1e-4);
+        assert_close(
+            "fallback x grad",
+            &to_vec(gx),
+            &reference::x_backward(s, &wr, &gr),
+            1e-4,
+        );
         let gw = fallback::weight_backward::<NdArray>(x, w, g, case.options);
         assert_close(
             "fallback weight grad",
@@ -217,7 +244,12 @@ fn reference_gradients_match_finite_differences() {
     for case in cases(60) {
         let d = CaseData::new(&case);
         let s = &d.shape;
-        let (x, w, b, g) = (f64s(&d.x), f64s(&d.weight), f64s(&d.bias), f64s(&d.output_grad));
+        let (x, w, b, g) = (
+            f64s(&d.x),
+            f64s(&d.weight),
+            f64s(&d.bias),
+            f64s(&d.output_grad),
+        );
         let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
             reference::forward(s, x, w, Some(b))
                 .iter()
@@ -259,7 +291,10 @@ fn shape_errors_name_the_bad_value() {
     let opts = DepthwiseOptions::new([1, 1], [0, 0], [1, 1]);
     let bad_weight = Tensor::<NdArray, 4>::zeros([4, 1, 3, 3], &device);
     let err = try_depthwise_conv2d(x.clone(), bad_weight, None, opts).unwrap_err();
-    assert!(err.contains("4 output channels") && err.contains("3 channels"), "{err}");
+    assert!(
+        err.contains("4 output channels") && err.contains("3 channels"),
+        "{err}"
+    );
     let big_kernel = Tensor::<NdArray, 4>::zeros([3, 1, 7, 7], &device);
     let err = try_depthwise_conv2d(x.clone(), big_kernel, None, opts).unwrap_err();
     assert!(err.contains("5x5") && err.contains("7x7"), "{err}");

@@ -42,7 +42,11 @@ fn forward_features_gives_strides_4_8_16_32() {
         let maps = model.forward_features(images).unwrap();
         assert_eq!(maps.len(), 4, "{arch}");
         for ((map, stride), c) in maps.iter().zip([4, 8, 16, 32]).zip(channels) {
-            assert_eq!(map.dims(), [1, c, 64 / stride, 96 / stride], "{arch} stride {stride}");
+            assert_eq!(
+                map.dims(),
+                [1, c, 64 / stride, 96 / stride],
+                "{arch} stride {stride}"
+            );
         }
     }
 }
@@ -66,20 +70,35 @@ fn forward_gives_logits_for_every_variant_and_width() {
 #[test]
 fn bad_inputs_and_configs_are_clear_errors() {
     let device = Default::default();
-    let model = MobileNetConfig::v2(10).with_width_mult(0.5).init::<NdArray>(&device);
+    let model = MobileNetConfig::v2(10)
+        .with_width_mult(0.5)
+        .init::<NdArray>(&device);
     let err = model
         .try_forward(Tensor::zeros([1, 1, 64, 64], &device))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("1 channels") && err.contains("[1, 1, 64, 64]"), "{err}");
+    assert!(
+        err.contains("1 channels") && err.contains("[1, 1, 64, 64]"),
+        "{err}"
+    );
     let err = model
         .try_forward(Tensor::zeros([1, 3, 31, 64], &device))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("at least 32x32") && err.contains("31x64"), "{err}");
-    assert!(model.forward_features(Tensor::zeros([1, 3, 16, 16], &device)).is_err());
+    assert!(
+        err.contains("at least 32x32") && err.contains("31x64"),
+        "{err}"
+    );
+    assert!(
+        model
+            .forward_features(Tensor::zeros([1, 3, 16, 16], &device))
+            .is_err()
+    );
 
-    let err = MobileNetConfig::v2(0).try_init::<NdArray>(&device).unwrap_err().to_string();
+    let err = MobileNetConfig::v2(0)
+        .try_init::<NdArray>(&device)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("num_classes"), "{err}");
     let err = MobileNetConfig::v2(10)
         .with_width_mult(-0.5)
@@ -115,10 +134,17 @@ fn initialisation_follows_torchvision() {
     };
     let s = std(&values(pw.weight.val()));
     let expected = (2.0f64 / 1280.0).sqrt();
-    assert!((s / expected - 1.0).abs() < 0.02, "conv std {s} vs {expected}");
+    assert!(
+        (s / expected - 1.0).abs() < 0.02,
+        "conv std {s} vs {expected}"
+    );
     let s = std(&values(model.classifier.weight.val()));
     assert!((s / 0.01 - 1.0).abs() < 0.02, "linear std {s}");
-    assert!(values(model.classifier.bias.as_ref().unwrap().val()).iter().all(|&b| b == 0.0));
+    assert!(
+        values(model.classifier.bias.as_ref().unwrap().val())
+            .iter()
+            .all(|&b| b == 0.0)
+    );
     assert!(values(last.norm.gamma.val()).iter().all(|&g| g == 1.0));
     assert!(values(last.norm.beta.val()).iter().all(|&b| b == 0.0));
     // V3 uses BN eps 1e-3 and momentum 0.01; V2 1e-5 and 0.1.
@@ -128,14 +154,24 @@ fn initialisation_follows_torchvision() {
 }
 
 /// Moves a model's weights to another backend through Burn's record format.
-fn transfer<B: Backend>(model: MobileNet<NdArray>, config: &MobileNetConfig, device: &B::Device) -> MobileNet<B> {
+fn transfer<B: Backend>(
+    model: MobileNet<NdArray>,
+    config: &MobileNetConfig,
+    device: &B::Device,
+) -> MobileNet<B> {
     let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
-    let bytes = recorder.record(model.into_record(), ()).expect("serialise record");
+    let bytes = recorder
+        .record(model.into_record(), ())
+        .expect("serialise record");
     let record = recorder.load(bytes, device).expect("deserialise record");
     config.init::<B>(device).load_record(record)
 }
 
-fn logits<B: DepthwiseBackend>(model: &MobileNet<B>, images: &[f32], device: &B::Device) -> Vec<f32> {
+fn logits<B: DepthwiseBackend>(
+    model: &MobileNet<B>,
+    images: &[f32],
+    device: &B::Device,
+) -> Vec<f32> {
     values(model.forward(tensor::<B, 4>(images, [2, 3, 32, 32], device)))
 }
 
@@ -152,20 +188,32 @@ fn same_weights_same_logits_on_every_backend() {
         let model = config.init::<NdArray>(&device);
         let expected = logits(&model, &images, &device);
         let roundtrip = transfer::<NdArray>(model.clone(), &config, &device);
-        assert_eq!(logits(&roundtrip, &images, &device), expected, "record round trip");
+        assert_eq!(
+            logits(&roundtrip, &images, &device),
+            expected,
+            "record round trip"
+        );
         #[cfg(feature = "flex")]
         {
             let flex = transfer::<burn::backend::Flex>(model.clone(), &config, &Default::default());
             let got = logits(&flex, &images, &Default::default());
             let diff = max_relative_diff(&got, &expected);
-            assert!(diff <= 1e-4, "flex vs ndarray {:?}: {diff:e}", config.architecture);
+            assert!(
+                diff <= 1e-4,
+                "flex vs ndarray {:?}: {diff:e}",
+                config.architecture
+            );
         }
         #[cfg(feature = "wgpu")]
         {
             let wgpu = transfer::<burn::backend::Wgpu>(model.clone(), &config, &Default::default());
             let got = logits(&wgpu, &images, &Default::default());
             let diff = max_relative_diff(&got, &expected);
-            assert!(diff <= 1e-4, "wgpu vs ndarray {:?}: {diff:e}", config.architecture);
+            assert!(
+                diff <= 1e-4,
+                "wgpu vs ndarray {:?}: {diff:e}",
+                config.architecture
+            );
         }
         // Keep the helper used when only ndarray is enabled.
         assert_eq!(max_relative_diff(&expected, &expected), 0.0);

@@ -31,7 +31,10 @@ fn article_block_builds_and_counts() {
         panic!("the depthwise half must use the depthwise kernel");
     };
     assert_eq!(dw.weight.dims(), [3, 1, 3, 3]);
-    assert_eq!((dw.padding, dw.stride, dw.bias.is_none()), ([1, 1], [2, 2], true));
+    assert_eq!(
+        (dw.padding, dw.stride, dw.bias.is_none()),
+        ([1, 1], [2, 2], true)
+    );
     let ConvLayer::Pointwise(pw) = &block.pointwise.conv else {
         panic!("the pointwise half must be a 1x1 matmul");
     };
@@ -142,7 +145,10 @@ fn activations_match_their_definitions() {
         let expected = v * (v + 3.0).clamp(0.0, 6.0) / 6.0;
         assert!((hswish[i] - expected).abs() < 1e-6, "hardswish({v})");
     }
-    assert_eq!(values(Activation::Identity.forward(x.clone())), inputs.to_vec());
+    assert_eq!(
+        values(Activation::Identity.forward(x.clone())),
+        inputs.to_vec()
+    );
     assert_eq!(
         values(Activation::Relu.forward(x)),
         inputs.map(|v| v.max(0.0)).to_vec()
@@ -157,17 +163,38 @@ fn squeeze_excitation_has_pytorch_semantics() {
     let se = SqueezeExcitationConfig::new(4, 2).init::<B>(&device);
     let x_values = random_values(3, 4 * 3 * 3);
     let y = values(se.forward(tensor::<B, 4>(&x_values, [1, 4, 3, 3], &device)));
-    let (w1, b1) = (values(se.fc1.weight.val()), values(se.fc1.bias.as_ref().unwrap().val()));
-    let (w2, b2) = (values(se.fc2.weight.val()), values(se.fc2.bias.as_ref().unwrap().val()));
+    let (w1, b1) = (
+        values(se.fc1.weight.val()),
+        values(se.fc1.bias.as_ref().unwrap().val()),
+    );
+    let (w2, b2) = (
+        values(se.fc2.weight.val()),
+        values(se.fc2.bias.as_ref().unwrap().val()),
+    );
     let pooled: Vec<f64> = (0..4)
-        .map(|c| x_values[c * 9..][..9].iter().map(|&v| v as f64).sum::<f64>() / 9.0)
+        .map(|c| {
+            x_values[c * 9..][..9]
+                .iter()
+                .map(|&v| v as f64)
+                .sum::<f64>()
+                / 9.0
+        })
         .collect();
     let hidden: Vec<f64> = (0..2)
-        .map(|j| (b1[j] as f64 + (0..4).map(|c| w1[j * 4 + c] as f64 * pooled[c]).sum::<f64>()).max(0.0))
+        .map(|j| {
+            (b1[j] as f64
+                + (0..4)
+                    .map(|c| w1[j * 4 + c] as f64 * pooled[c])
+                    .sum::<f64>())
+            .max(0.0)
+        })
         .collect();
     let mut expected = Vec::new();
     for c in 0..4 {
-        let z = b2[c] as f64 + (0..2).map(|j| w2[c * 2 + j] as f64 * hidden[j]).sum::<f64>();
+        let z = b2[c] as f64
+            + (0..2)
+                .map(|j| w2[c * 2 + j] as f64 * hidden[j])
+                .sum::<f64>();
         let scale = (z / 6.0 + 0.5).clamp(0.0, 1.0);
         expected.extend(x_values[c * 9..][..9].iter().map(|&v| v as f64 * scale));
     }
