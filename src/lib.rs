@@ -40,3 +40,8 @@ pub mod models;
 pub mod nn;
 
 pub use error::{Error, Result};
+
+// The README's snippet is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
