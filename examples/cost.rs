@@ -21,7 +21,7 @@ struct Args {
     #[arg(long, default_value = "v2", value_parser = parse_model)]
     model: Architecture,
     /// Width multiplier.
-    #[arg(long, default_value_t = 1.0, value_parser = parse_width)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_width, allow_negative_numbers = true)]
     width_mult: f64,
     /// Square input size in pixels.
     #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u32).range(1..))]

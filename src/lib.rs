@@ -34,10 +34,12 @@
 
 pub mod backend;
 pub mod cost;
+pub mod data;
 mod error;
 pub mod kernels;
 pub mod models;
 pub mod nn;
+pub mod train;
 
 pub use error::{Error, Result};
 

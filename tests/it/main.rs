@@ -5,3 +5,4 @@ mod cost;
 mod kernels;
 mod models;
 mod modules;
+mod training;

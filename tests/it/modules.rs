@@ -263,3 +263,42 @@ fn cost_of_a_separable_block_inside_a_model_matches_its_module() {
     let channels = first.depthwise.conv.out_channels() + first.pointwise.conv.out_channels();
     assert_eq!(from_report, learnable_params(first, channels));
 }
+
+/// Gradients through the matmul form of the 1x1 conv (a broadcast batched product) equal
+/// the naive sums.
+#[test]
+fn pointwise_gradients_match_naive_sums() {
+    use burn::backend::Autodiff;
+    type AD = Autodiff<NdArray>;
+    let device = Default::default();
+    let conv = PointwiseConv2dConfig::new([3, 2]).init::<AD>(&device);
+    let (n, h, w) = (2, 2, 3);
+    let x_values = random_values(21, n * 3 * h * w);
+    let g_values = random_values(22, n * 2 * h * w);
+    let x = tensor::<AD, 4>(&x_values, [n, 3, h, w], &device).require_grad();
+    let g = tensor::<AD, 4>(&g_values, [n, 2, h, w], &device);
+    let grads = (conv.forward(x.clone()) * g).sum().backward();
+    let weight = values(conv.weight.val().inner());
+    let weight_grad = values(conv.weight.grad(&grads).unwrap());
+    let bias_grad = values(conv.bias.as_ref().unwrap().grad(&grads).unwrap());
+    let x_grad = values(x.grad(&grads).unwrap());
+    let hw = h * w;
+    let mut expected_w = vec![0.0f64; 6];
+    let mut expected_b = vec![0.0f64; 2];
+    let mut expected_x = vec![0.0f64; n * 3 * hw];
+    for b in 0..n {
+        for o in 0..2 {
+            for p in 0..hw {
+                let go = g_values[(b * 2 + o) * hw + p] as f64;
+                expected_b[o] += go;
+                for c in 0..3 {
+                    expected_w[o * 3 + c] += go * x_values[(b * 3 + c) * hw + p] as f64;
+                    expected_x[(b * 3 + c) * hw + p] += go * weight[o * 3 + c] as f64;
+                }
+            }
+        }
+    }
+    assert_close("pointwise weight grad", &weight_grad, &expected_w, 1e-5);
+    assert_close("pointwise bias grad", &bias_grad, &expected_b, 1e-5);
+    assert_close("pointwise input grad", &x_grad, &expected_x, 1e-5);
+}
