@@ -35,34 +35,34 @@ enum Opt {
 #[command(about = "Train a MobileNet with dwconv on the synthetic shapes or an image folder")]
 struct Args {
     /// Architecture.
-    #[arg(long, value_enum, default_value = "v2")]
+    #[arg(long, value_enum, default_value = "v3-small")]
     model: Model,
     /// Width multiplier.
     #[arg(long, default_value_t = 0.5, value_parser = positive_f64, allow_negative_numbers = true)]
     width_mult: f64,
     /// Side of the square training images (at least 32, the network's stride).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(32..=1024))]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(32..=1024))]
     image_size: u32,
     /// Number of classes (synthetic: 2 to 10; with --data: taken from the folder).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
     num_classes: u32,
     /// Synthetic training images.
-    #[arg(long, default_value_t = 6000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
     train_size: u32,
     /// Synthetic validation images.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     valid_size: u32,
     /// Epochs.
-    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     epochs: u32,
     /// Batch size.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 0.1, value_parser = positive_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.005, value_parser = positive_f64, allow_negative_numbers = true)]
     lr: f64,
     /// Optimiser.
-    #[arg(long, value_enum, default_value = "sgd")]
+    #[arg(long, value_enum, default_value = "adamw")]
     optimizer: Opt,
     /// Weight decay.
     #[arg(long, default_value_t = 4e-5, value_parser = non_negative_f64, allow_negative_numbers = true)]
@@ -73,9 +73,10 @@ struct Args {
     /// Dropout before the classifier, in [0, 1).
     #[arg(long, default_value_t = 0.2, value_parser = unit_interval, allow_negative_numbers = true)]
     dropout: f64,
-    /// BatchNorm momentum (default: the architecture's, 0.1 for V2, 0.01 for V1/V3).
-    #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
-    bn_momentum: Option<f64>,
+    /// BatchNorm momentum (the architectures' own: 0.1 for V2, 0.01 for V1/V3; short runs
+    /// want 0.1 so that validation's running statistics settle).
+    #[arg(long, default_value_t = 0.1, value_parser = unit_interval_open, allow_negative_numbers = true)]
+    bn_momentum: f64,
     /// Seed of everything random.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -158,7 +159,7 @@ fn config_from_args(args: &Args) -> Result<TrainingConfig, String> {
     let model = MobileNetConfig::new(architecture, num_classes)
         .with_width_mult(args.width_mult)
         .with_dropout(args.dropout)
-        .with_norm_momentum(args.bn_momentum);
+        .with_norm_momentum(Some(args.bn_momentum));
     Ok(TrainingConfig::new(model)
         .with_data(data)
         .with_image_size(args.image_size as usize)

@@ -2,6 +2,12 @@
 //!
 //! Its own test binary: Burn's ndarray random generator is process-wide, and another test
 //! drawing from it mid-run would change this run's dropout masks.
+//!
+//! Equality is up to 1e-4, not bitwise: Burn 0.21's autodiff adds up the gradient
+//! contributions of a tensor used several times in an order that varies from run to run
+//! (two identical uninterrupted runs in one process already differ in the 7th digit), and
+//! `metrics.csv`, which the resumed run reads back, keeps 6 decimals. The learning rate is
+//! small so that such last-digit differences are not amplified by a chaotic trajectory.
 
 use burn::backend::{Autodiff, NdArray};
 use dwconv::models::MobileNetConfig;
@@ -17,7 +23,7 @@ fn config() -> TrainingConfig {
     .with_valid_size(48)
     .with_epochs(3)
     .with_batch_size(32)
-    .with_lr(0.05)
+    .with_lr(0.002)
     .with_seed(11)
 }
 
@@ -61,7 +67,19 @@ fn resumed_run_equals_uninterrupted_run() {
     let resumed = run::<Autodiff<NdArray>>(&config, &second, &device).unwrap();
 
     assert_eq!(resumed.history.len(), 3);
-    assert_eq!(learning_metrics(&resumed), learning_metrics(&whole));
+    for (epoch, (a, b)) in learning_metrics(&resumed)
+        .iter()
+        .zip(learning_metrics(&whole))
+        .enumerate()
+    {
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "epoch {}: {a:?} vs {b:?}",
+                epoch + 1
+            );
+        }
+    }
     // The final weights are the same too.
     let a = load_model::<NdArray>(
         &config.model,
@@ -76,7 +94,10 @@ fn resumed_run_equals_uninterrupted_run() {
     )
     .unwrap();
     let x = burn::tensor::Tensor::<NdArray, 4>::ones([1, 3, 32, 32], &device);
-    assert_eq!(a.forward(x.clone()).into_data(), b.forward(x).into_data());
+    let (ya, yb) = (a.forward(x.clone()).into_data(), b.forward(x).into_data());
+    ya.assert_approx_eq::<f32>(&yb, burn::tensor::Tolerance::absolute(1e-4));
+    // And stopping really stopped: the partial run left a checkpoint of epoch 1 only.
+    assert_eq!(partial.history.len(), 1);
 
     // Resuming with another configuration is refused.
     let mut other = RunOptions::new(base.join("split"), "ndarray");

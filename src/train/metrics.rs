@@ -181,6 +181,9 @@ pub fn write_summary(path: &Path, report: &TrainReport) -> crate::Result<()> {
     write_atomically(path, &json)
 }
 
+/// Picks the (training, validation) pair a panel plots.
+type Selector = fn(&EpochMetrics) -> (f64, f64);
+
 /// Draws training and validation loss and accuracy against the epoch into a PNG.
 pub fn plot_curves(path: &Path, rows: &[EpochMetrics]) -> crate::Result<()> {
     use plotters::prelude::*;
@@ -193,17 +196,9 @@ pub fn plot_curves(path: &Path, rows: &[EpochMetrics]) -> crate::Result<()> {
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let (left, right) = root.split_horizontally(500);
     let epochs = rows.len().max(2) as f64;
-    let panels: [(&str, Box<dyn Fn(&EpochMetrics) -> (f64, f64)>, _); 2] = [
-        (
-            "loss",
-            Box::new(|r: &EpochMetrics| (r.train_loss, r.valid_loss)),
-            left,
-        ),
-        (
-            "accuracy",
-            Box::new(|r: &EpochMetrics| (r.train_accuracy, r.valid_accuracy)),
-            right,
-        ),
+    let panels: [(&str, Selector, _); 2] = [
+        ("loss", |r| (r.train_loss, r.valid_loss), left),
+        ("accuracy", |r| (r.train_accuracy, r.valid_accuracy), right),
     ];
     for (title, pick, area) in panels {
         let top = rows

@@ -86,25 +86,25 @@ pub struct TrainingConfig {
     #[config(default = "DataSource::Synthetic")]
     pub data: DataSource,
     /// Side of the (square) training images.
-    #[config(default = 32)]
+    #[config(default = 64)]
     pub image_size: usize,
     /// Synthetic training images.
-    #[config(default = 6000)]
+    #[config(default = 5000)]
     pub train_size: usize,
     /// Synthetic validation images.
     #[config(default = 1000)]
     pub valid_size: usize,
     /// Epochs.
-    #[config(default = 12)]
+    #[config(default = 10)]
     pub epochs: usize,
     /// Images per optimisation step.
     #[config(default = 64)]
     pub batch_size: usize,
     /// Optimiser.
-    #[config(default = "OptimizerKind::Sgd")]
+    #[config(default = "OptimizerKind::AdamW")]
     pub optimizer: OptimizerKind,
     /// Peak learning rate (after warm-up).
-    #[config(default = 0.1)]
+    #[config(default = 0.005)]
     pub lr: f64,
     /// SGD momentum.
     #[config(default = 0.9)]
@@ -390,7 +390,7 @@ where
             .load(checkpoint.model, device)
             .map_err(|e| file_error(&checkpoint_path, format!("cannot decode the model: {e}")))?;
         model = model.load_record(record);
-        let record = recorder.load(checkpoint.optimizer, device).map_err(|e| {
+        let record: O::Record = recorder.load(checkpoint.optimizer, device).map_err(|e| {
             file_error(
                 &checkpoint_path,
                 format!("cannot decode the optimiser: {e}"),

@@ -203,13 +203,17 @@ fn folder_dataset_loads_classes_and_reports_bad_files() {
 
 /// A small, fast configuration.
 fn tiny_config(epochs: usize) -> TrainingConfig {
-    TrainingConfig::new(MobileNetConfig::v2(4).with_width_mult(0.35))
-        .with_train_size(384)
-        .with_valid_size(128)
-        .with_epochs(epochs)
-        .with_batch_size(32)
-        .with_lr(0.05)
-        .with_seed(3)
+    TrainingConfig::new(
+        MobileNetConfig::v3_small(10)
+            .with_width_mult(0.35)
+            .with_norm_momentum(Some(0.1)),
+    )
+    .with_image_size(48)
+    .with_train_size(1200)
+    .with_valid_size(200)
+    .with_epochs(epochs)
+    .with_batch_size(32)
+    .with_seed(3)
 }
 
 /// One tiny run shared by several checks (training costs seconds).
@@ -234,12 +238,12 @@ fn tiny_training_run_learns_and_writes_its_artifacts() {
     let h = &report.history;
     assert_eq!(h.len(), 4);
     assert!(
-        h[3].train_loss < h[0].train_loss * 0.8,
+        h[3].train_loss < h[0].train_loss * 0.9,
         "loss must fall: {h:?}"
     );
     assert!(
-        report.final_valid_accuracy > 0.5,
-        "4 classes: chance is 0.25, got {report:?}"
+        report.final_valid_accuracy > 0.15,
+        "10 classes: chance is 0.1, got {report:?}"
     );
     for file in [
         files::CONFIG,
@@ -265,7 +269,7 @@ fn tiny_training_run_learns_and_writes_its_artifacts() {
     ] {
         assert!(summary.get(key).is_some(), "summary.json lacks {key}");
     }
-    assert_eq!(summary["model"], "v2");
+    assert_eq!(summary["model"], "v3-small");
     let csv = std::fs::read_to_string(dir.join(files::METRICS)).unwrap();
     assert_eq!(csv.lines().count(), 5);
     let confusion = std::fs::read_to_string(dir.join(files::CONFUSION)).unwrap();
@@ -279,7 +283,7 @@ fn tiny_training_run_learns_and_writes_its_artifacts() {
                 .collect::<Vec<_>>()
         })
         .sum();
-    assert_eq!(total, 128);
+    assert_eq!(total, 200);
     let png = std::fs::read(dir.join(files::CURVES)).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     let saved = <TrainingConfig as burn::config::Config>::load(dir.join(files::CONFIG)).unwrap();
@@ -306,15 +310,15 @@ fn batchnorm_running_statistics_are_trained_and_saved() {
         "running var untouched: {var:?}"
     );
     let valid = SyntheticConfig {
-        image_size: 32,
-        num_classes: 4,
-        train_size: 384,
-        valid_size: 128,
+        image_size: 48,
+        num_classes: 10,
+        train_size: 1200,
+        valid_size: 200,
         seed: 3,
     }
     .valid()
     .unwrap();
-    let classes: Vec<String> = (0..4).map(|i| i.to_string()).collect();
+    let classes: Vec<String> = (0..10).map(|i| i.to_string()).collect();
     let batcher = ImageBatcher::new(Normalization::CENTERED);
     let (_, confusion) = evaluate(&model, &valid, &batcher, 64, &classes, &device);
     assert_eq!(confusion.accuracy(), report.best_valid_accuracy);
@@ -323,8 +327,8 @@ fn batchnorm_running_statistics_are_trained_and_saved() {
     let fresh = config.model.init::<NdArray>(&device);
     let mut reset = model.clone();
     reset.stem.norm = fresh.stem.norm.clone();
-    let reset_logits = values(reset.forward(Tensor::ones([1, 3, 32, 32], &device)));
-    let logits = values(model.forward(Tensor::ones([1, 3, 32, 32], &device)));
+    let reset_logits = values(reset.forward(Tensor::ones([1, 3, 48, 48], &device)));
+    let logits = values(model.forward(Tensor::ones([1, 3, 48, 48], &device)));
     assert_ne!(reset_logits, logits);
 }
 
@@ -523,6 +527,7 @@ fn infer_classifies_with_a_trained_model() {
 fn training_runs_on_wgpu() {
     let dir = scratch_dir("wgpu-run");
     let config = TrainingConfig::new(MobileNetConfig::v3_small(3).with_width_mult(0.35))
+        .with_image_size(32)
         .with_train_size(64)
         .with_valid_size(32)
         .with_epochs(2)
