@@ -449,6 +449,17 @@ where
         .stop_after_epoch
         .map_or(config.epochs, |stop| stop.min(config.epochs));
     let mut confusion = ConfusionMatrix::new(data.classes.clone());
+    // Eval mode (running statistics, no dropout) on the validation split.
+    let validate = |model: &MobileNet<B>| {
+        evaluate(
+            &model.valid(),
+            data.valid.as_ref(),
+            &batcher,
+            config.batch_size,
+            &data.classes,
+            device,
+        )
+    };
 
     for epoch in start_epoch..last_epoch {
         let epoch_start = Instant::now();
@@ -498,14 +509,7 @@ where
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
-        let (valid_loss, valid_confusion) = evaluate(
-            &model.valid(),
-            data.valid.as_ref(),
-            &batcher,
-            config.batch_size,
-            &data.classes,
-            device,
-        );
+        let (valid_loss, valid_confusion) = validate(&model);
         confusion = valid_confusion;
         let metrics = EpochMetrics {
             epoch: epoch + 1,
@@ -571,15 +575,7 @@ where
 
     if start_epoch >= last_epoch && !history.is_empty() {
         // Nothing left to train: report the saved state.
-        let (_, valid_confusion) = evaluate(
-            &model.valid(),
-            data.valid.as_ref(),
-            &batcher,
-            config.batch_size,
-            &data.classes,
-            device,
-        );
-        confusion = valid_confusion;
+        confusion = validate(&model).1;
     }
     let last = history
         .last()
