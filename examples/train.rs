@@ -83,6 +83,9 @@ struct Args {
     /// Train on an image folder (one sub-folder per class) instead of the synthetic shapes.
     #[arg(long, value_parser = existing_dir)]
     data: Option<PathBuf>,
+    /// With --data: skip unreadable or non-image files (with a warning) instead of failing.
+    #[arg(long, requires = "data")]
+    skip_bad_files: bool,
     /// Where the run's files go.
     #[arg(long, default_value = "artifacts/train")]
     artifact_dir: PathBuf,
@@ -175,7 +178,8 @@ fn config_from_args(args: &Args) -> Result<TrainingConfig, String> {
         .with_weight_decay(args.weight_decay)
         .with_label_smoothing(args.label_smoothing)
         .with_seed(args.seed)
-        .with_num_workers(args.num_workers))
+        .with_num_workers(args.num_workers)
+        .with_skip_bad_files(args.skip_bad_files))
 }
 
 fn main() -> ExitCode {

@@ -318,8 +318,18 @@ impl<B: DepthwiseBackend> MobileNet<B> {
 
     /// Feature maps at strides 4, 8, 16 and 32, for use as a backbone: the output of the
     /// last layer at each stride (the stride-32 map is after the last 1×1 conv, if any).
-    /// Channels are given by [`Self::feature_channels`]; with an `H×W` input the map at
-    /// stride `s` is `ceil(H / s) × ceil(W / s)`.
+    /// With an `H×W` input the map at stride `s` is `ceil(H / s) × ceil(W / s)`.
+    ///
+    /// Channels ([`Self::feature_channels`]) at width 1.0:
+    ///
+    /// | variant | stride 4 | stride 8 | stride 16 | stride 32 |
+    /// |---|---:|---:|---:|---:|
+    /// | V1 | 128 | 256 | 512 | 1024 |
+    /// | V2 | 24 | 32 | 96 | 1280 |
+    /// | V3-Small | 16 | 24 | 48 | 576 |
+    /// | V3-Large | 24 | 40 | 112 | 960 |
+    ///
+    /// Other widths scale them with the variant's rounding.
     pub fn forward_features(&self, images: Tensor<B, 4>) -> crate::Result<Vec<Tensor<B, 4>>> {
         self.check_input(images.dims())?;
         let mut maps = Vec::with_capacity(FEATURE_STRIDES.len());

@@ -127,6 +127,10 @@ pub struct TrainingConfig {
     /// Threads that prepare images (0: all cores).
     #[config(default = 0)]
     pub num_workers: usize,
+    /// With an image folder: skip unreadable or non-image files with a warning instead of
+    /// failing.
+    #[config(default = false)]
+    pub skip_bad_files: bool,
 }
 
 impl TrainingConfig {
@@ -258,6 +262,7 @@ fn load_data(config: &TrainingConfig) -> crate::Result<RunData> {
                 root,
                 &FolderOptions {
                     image_size: config.image_size,
+                    skip_bad_files: config.skip_bad_files,
                     ..FolderOptions::default()
                 },
             )?;

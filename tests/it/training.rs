@@ -450,6 +450,7 @@ fn cli_rejects_bad_values_naming_the_flag() {
         (&["--data", "/no/such/folder"][..], "--data"),
         (&["--lr", "-1"][..], "--lr"),
         (&["--num-classes", "11"][..], "--num-classes"),
+        (&["--skip-bad-files"][..], "--data"),
     ] {
         let out = Command::new(&train).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
