@@ -185,15 +185,34 @@ pub fn write_summary(path: &Path, report: &TrainReport) -> crate::Result<()> {
 type Selector = fn(&EpochMetrics) -> (f64, f64);
 
 /// Draws training and validation loss and accuracy against the epoch into a PNG.
+///
+/// Drawn into a temporary file beside `path`, then renamed over it, so that an
+/// interrupted run never leaves a half-written picture.
 pub fn plot_curves(path: &Path, rows: &[EpochMetrics]) -> crate::Result<()> {
-    use plotters::prelude::*;
     let err = |e: String| Error::File {
         path: path.to_path_buf(),
         message: format!("cannot draw curves: {e}"),
     };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // The bitmap backend picks the format from the extension: keep `.png` last.
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}.png", std::process::id()));
+    let drawn = draw_curves(&tmp, rows)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
+    drawn.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+/// Draws the two panels into `target`.
+fn draw_curves(target: &Path, rows: &[EpochMetrics]) -> Result<(), String> {
+    use plotters::prelude::*;
     let has_font = ensure_font();
-    let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let root = BitMapBackend::new(target, (1000, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (left, right) = root.split_horizontally(500);
     let epochs = rows.len().max(2) as f64;
     let panels: [(&str, Selector, _); 2] = [
@@ -221,14 +240,14 @@ pub fn plot_curves(path: &Path, rows: &[EpochMetrics]) -> crate::Result<()> {
         }
         let mut chart = builder
             .build_cartesian_2d(1.0..epochs, 0.0..top)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         let mut mesh = chart.configure_mesh();
         if has_font {
             mesh.x_desc("epoch");
         } else {
             mesh.disable_x_mesh().x_labels(0).y_labels(0);
         }
-        mesh.draw().map_err(|e| err(e.to_string()))?;
+        mesh.draw().map_err(|e| e.to_string())?;
         for (series, colour) in [(0, BLUE), (1, RED)] {
             let points: Vec<(f64, f64)> = rows
                 .iter()
@@ -239,7 +258,7 @@ pub fn plot_curves(path: &Path, rows: &[EpochMetrics]) -> crate::Result<()> {
                 .collect();
             let drawn = chart
                 .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(|e| e.to_string())?;
             if has_font {
                 drawn
                     .label(if series == 0 { "train" } else { "valid" })
@@ -252,10 +271,10 @@ pub fn plot_curves(path: &Path, rows: &[EpochMetrics]) -> crate::Result<()> {
                 .border_style(BLACK)
                 .background_style(WHITE.mix(0.8))
                 .draw()
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(|e| e.to_string())?;
         }
     }
-    root.present().map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| e.to_string())?;
     Ok(())
 }
 
