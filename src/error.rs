@@ -20,6 +20,10 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A state dict (e.g. torchvision weights) does not fit the model: the missing,
+    /// unexpected and mis-shaped keys.
+    #[error("{0}")]
+    StateDict(Box<crate::models::StateDictMismatch>),
 }
 
 /// Shorthand for `Result<T, dwconv::Error>`.

@@ -1,8 +1,10 @@
 //! The MobileNet family as data: spec tables ([`spec`]) and one network built from them
-//! ([`MobileNet`]).
+//! ([`MobileNet`]), and torchvision weight import/export ([`StateDict`]).
 
 mod mobilenet;
 pub mod spec;
+mod torchvision;
 
 pub use mobilenet::{Block, MobileNet, MobileNetConfig};
 pub use spec::{Architecture, BlockKind, BlockSpec, LayerSpec, MobileNetSpec, make_divisible};
+pub use torchvision::{StateDict, StateDictMismatch};

@@ -5,4 +5,5 @@ mod cost;
 mod kernels;
 mod models;
 mod modules;
+mod torchvision;
 mod training;

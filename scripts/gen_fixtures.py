@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Generates the torchvision parity fixtures under tests/fixtures/, and checks exported files.
+
+    python3 scripts/gen_fixtures.py                    # writes tests/fixtures/*
+    python3 scripts/gen_fixtures.py --check-export model.safetensors
+
+Fixtures (fixed seeds, 10 classes, 32x32 inputs (V2: 64x64, see CASES), batch of 2, dropout 0 so that train-mode
+logits are deterministic):
+
+    <name>.safetensors     the torchvision state_dict (weights stored as float16, see below)
+    <name>.pth             the same state_dict through torch.save (v3_small only)
+    <name>_io.safetensors  input, eval_logits, train_logits; for v2 also target, loss and
+                           grad.<key> (the gradient of the mean cross-entropy of the
+                           train-mode logits for a few named parameters), all computed
+                           in float64 from the stored weights
+
+Weights are random (the default initialisation, plus random BatchNorm affine parameters
+and running statistics so that eval mode really uses them) and then rounded to float16
+values, so that the files stay small: the outputs are computed in float32 from exactly
+those rounded values, so both sides see the same numbers.
+
+--check-export loads a file written by dwconv's torchvision export into the matching
+torchvision model with load_state_dict(strict=True) and compares its logits on the probe
+input (see `probe_input`) with the logits dwconv recorded in the file's metadata.
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from safetensors import safe_open
+from safetensors.torch import save_file, load_file
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+
+BUILDERS = {
+    "v2": torchvision.models.mobilenet_v2,
+    "v3-small": torchvision.models.mobilenet_v3_small,
+    "v3-large": torchvision.models.mobilenet_v3_large,
+}
+
+# name, architecture, width multiplier, input size, seed. V2 at 32x32 with a batch of 2
+# is ill-conditioned in train mode: its last five layers have 1x1 maps, so each
+# train-mode BatchNorm normalises just two values and float32 PyTorch itself differs
+# from float64 by 2e-3 on the logits and ~100% on early gradients, whatever the draw.
+# At 64x64 (2x2 maps, eight values) float32 is within 1e-4.
+CASES = [
+    ("v2_w050", "v2", 0.5, 64, 1),
+    ("v3_small_w050", "v3-small", 0.5, 32, 2),
+    ("v3_large_w035", "v3-large", 0.35, 32, 3),
+]
+
+# Parameters of V2 whose gradients are recorded: stem conv and BN, the three convs of an
+# expanding block (expand 1x1, depthwise 3x3, project 1x1), the last BN and the classifier.
+V2_GRADIENT_KEYS = [
+    "features.0.0.weight",
+    "features.0.1.weight",
+    "features.1.conv.0.0.weight",
+    "features.2.conv.0.0.weight",
+    "features.2.conv.1.0.weight",
+    "features.2.conv.2.weight",
+    "features.3.conv.1.1.weight",
+    "features.18.1.bias",
+    "classifier.1.weight",
+    "classifier.1.bias",
+]
+
+NUM_CLASSES = 10
+BATCH = 2
+SIZE = 32
+
+
+def build(architecture, width, num_classes=NUM_CLASSES, dropout=0.0):
+    return BUILDERS[architecture](num_classes=num_classes, width_mult=width, dropout=dropout)
+
+
+def randomise(model, generator):
+    """Random BN affine parameters, running statistics near those of random inputs (so
+    that eval mode neither saturates nor ignores its input), random linear biases; then
+    every float tensor rounded to a float16 value."""
+    batch_norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for bn in batch_norms:
+            n = bn.num_features
+            bn.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+            bn.bias.copy_(torch.randn(n, generator=generator) * 0.2)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.bias is not None:
+                module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
+        # Calibrate: cumulative batch statistics of random images, then perturbed.
+        for bn in batch_norms:
+            bn.reset_running_stats()
+            bn.momentum = None
+        model.train()
+        model(torch.randn(16, 3, SIZE, SIZE, generator=generator))
+        for bn in batch_norms:
+            n = bn.num_features
+            spread = bn.running_var.sqrt()
+            bn.running_mean.add_(torch.randn(n, generator=generator) * 0.2 * spread)
+            bn.running_var.mul_(torch.rand(n, generator=generator) * 0.6 + 0.7)
+            bn.momentum = 0.1
+            bn.num_batches_tracked.zero_()
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+
+def outputs(model, x, architecture, dtype):
+    """Eval logits, train logits and (V2) loss and gradients, computed in `dtype` on a
+    copy of the model (train mode updates BatchNorm running statistics)."""
+    model = copy.deepcopy(model).to(dtype)
+    x = x.to(dtype)
+    model.eval()
+    with torch.no_grad():
+        out = {"eval_logits": model(x)}
+    model.train()
+    train_logits = model(x)
+    out["train_logits"] = train_logits.detach()
+    if architecture == "v2":
+        target = torch.tensor([3, 7])
+        loss = F.cross_entropy(train_logits, target)
+        loss.backward()
+        parameters = dict(model.named_parameters())
+        out["target"] = target
+        out["loss"] = loss.detach().reshape(1)
+        for key in V2_GRADIENT_KEYS:
+            out["grad." + key] = parameters[key].grad
+    return out
+
+
+def relative(a, b):
+    return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+
+
+def generate(name, architecture, width, size, seed):
+    """Draws weights and an input until the case is well conditioned (float32 and
+    float64 PyTorch agree to 2e-5 on logits, 1e-4 on gradients: with a batch of 2 the
+    train-mode BatchNorms of 1x1 maps normalise two values, which some draws make
+    arbitrarily sensitive), then stores the float64 results as the expected values."""
+    for attempt in range(50):
+        draw = seed + 1000 * attempt
+        torch.manual_seed(draw)
+        generator = torch.Generator().manual_seed(draw)
+        model = build(architecture, width)
+        randomise(model, generator)
+        x = torch.randn(BATCH, 3, size, size, generator=generator)
+        single = outputs(model, x, architecture, torch.float32)
+        double = outputs(model, x, architecture, torch.float64)
+        worst = max(relative(single[k], double[k]) / (1e-4 if k.startswith("grad.") else 2e-5)
+                    for k in double if k != "target")
+        if worst <= 1.0:
+            break
+    else:
+        sys.exit(f"{name}: no well-conditioned draw in 50 attempts")
+
+    state = model.state_dict()
+    io = {"input": x.contiguous()}
+    for key, value in double.items():
+        io[key] = (value.float() if value.is_floating_point() else value).contiguous()
+    weights = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    metadata = {
+        "architecture": architecture,
+        "width_mult": str(width),
+        "num_classes": str(NUM_CLASSES),
+        "seed": str(draw),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "script": "scripts/gen_fixtures.py",
+    }
+    os.makedirs(FIXTURES, exist_ok=True)
+    save_file(weights, os.path.join(FIXTURES, name + ".safetensors"), metadata=metadata)
+    save_file(io, os.path.join(FIXTURES, name + "_io.safetensors"), metadata=metadata)
+    if architecture == "v3-small":
+        torch.save(weights, os.path.join(FIXTURES, name + ".pth"))
+    print(f"{name}: {architecture} width {width}, seed {draw} (attempt {attempt + 1}): "
+          f"{len(state)} tensors, float32 vs float64 {worst:.2f} of the bound, "
+          f"eval logits {io['eval_logits'][0, :3].tolist()}...")
+
+
+def probe_input(batch, size):
+    """The input dwconv's export records logits for: sin(0.37 * i) * 2 over the flat
+    index i of a [batch, 3, size, size] tensor, computed in float64, stored as float32."""
+    n = batch * 3 * size * size
+    i = torch.arange(n, dtype=torch.float64)
+    return (torch.sin(0.37 * i) * 2.0).float().reshape(batch, 3, size, size)
+
+
+def check_export(path):
+    with safe_open(path, framework="pt") as f:
+        metadata = f.metadata() or {}
+    for key in ("dwconv.architecture", "dwconv.width_mult", "dwconv.probe_shape",
+                "dwconv.probe_logits"):
+        if key not in metadata:
+            sys.exit(f"{path}: metadata has no {key!r}: not written by dwconv's export?")
+    architecture = metadata["dwconv.architecture"]
+    if architecture not in BUILDERS:
+        sys.exit(f"{path}: architecture {architecture!r} has no torchvision model "
+                 f"(expected one of {sorted(BUILDERS)})")
+    width = float(metadata["dwconv.width_mult"])
+    state = load_file(path)
+    classifier = "classifier.1.weight" if architecture == "v2" else "classifier.3.weight"
+    num_classes = state[classifier].shape[0]
+    model = build(architecture, width, num_classes=num_classes, dropout=0.2)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    batch, _, size, _ = json.loads(metadata["dwconv.probe_shape"])
+    expected = torch.tensor(json.loads(metadata["dwconv.probe_logits"]), dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(probe_input(batch, size)).reshape(-1)
+    diff = (logits - expected).abs().max().item()
+    scale = max(expected.abs().max().item(), 1e-12)
+    print(f"{path}: torchvision {torchvision.__version__} {architecture} width {width}, "
+          f"{num_classes} classes: load_state_dict(strict=True) ok, {len(state)} tensors")
+    print(f"probe {batch}x3x{size}x{size}: max |torchvision - dwconv| = {diff:.3e}, "
+          f"relative {diff / scale:.3e}")
+    if not diff <= 1e-4 * scale:
+        sys.exit("logits differ by more than 1e-4 relative")
+    print("export check passed")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check-export", metavar="FILE",
+                        help="load a dwconv export into torchvision strictly and compare logits")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.check_export:
+        check_export(args.check_export)
+        return
+    for case in CASES:
+        generate(*case)
+
+
+if __name__ == "__main__":
+    main()
