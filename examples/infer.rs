@@ -1,9 +1,14 @@
-//! Classifies images with a model trained by the `train` example.
+//! Classifies images with a model trained by the `train` example, or with torchvision
+//! weights; exports either as a torchvision-compatible safetensors file.
 //!
 //! ```text
 //! cargo run --release --example infer -- path/to/image.png other.jpg
 //! cargo run --release --example infer -- --synthetic 8          # 8 validation shapes
 //! cargo run --release --example infer -- --artifact-dir runs/a --model-file checkpoint.bin x.png
+//! # torchvision weights (.pth or .safetensors), e.g. ImageNet ones, at 224x224:
+//! cargo run --release --example infer -- --weights mobilenet_v2.pth --model v2 x.jpg
+//! # a trained run as a torchvision-compatible safetensors file:
+//! cargo run --release --example infer -- --export-torchvision model.safetensors
 //! ```
 
 use std::path::PathBuf;
@@ -18,6 +23,7 @@ use dwconv::backend::{BACKEND_NAME, DefaultBackend, default_device};
 use dwconv::data::{
     FolderDataset, ImageBatch, ImageBatcher, ImageItem, Normalization, SyntheticConfig,
 };
+use dwconv::models::{Architecture, MobileNet, MobileNetConfig, StateDict};
 use dwconv::train::{DataSource, TrainingConfig, files, load_model};
 
 #[derive(Parser, Debug)]
@@ -37,6 +43,36 @@ struct Args {
     /// How many classes to show per image.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     top_k: u32,
+    /// torchvision weights (a `.pth`/`.pt` state dict or `.safetensors`) instead of a
+    /// training run; needs --model (and --width-mult if not 1.0).
+    #[arg(long, requires = "model")]
+    weights: Option<PathBuf>,
+    /// Architecture of --weights: v1, v2, v3-small or v3-large.
+    #[arg(long)]
+    model: Option<Architecture>,
+    /// Width multiplier of --weights.
+    #[arg(long, default_value_t = 1.0)]
+    width_mult: f64,
+    /// Input size for --weights (torchvision's ImageNet models: 224).
+    #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u32).range(32..))]
+    image_size: u32,
+    /// Class names for --weights: a text file with one name per line (default: "class N").
+    #[arg(long, requires = "weights")]
+    class_names: Option<PathBuf>,
+    /// Write the model as a torchvision-compatible safetensors file and exit.
+    #[arg(long)]
+    export_torchvision: Option<PathBuf>,
+}
+
+/// The model to classify with and what goes with it.
+struct Loaded {
+    model: MobileNet<DefaultBackend>,
+    config: MobileNetConfig,
+    classes: Vec<String>,
+    image_size: usize,
+    normalization: Normalization,
+    /// The training run's config, when the model comes from one.
+    training: Option<TrainingConfig>,
 }
 
 fn main() -> ExitCode {
@@ -49,7 +85,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+fn load_run(args: &Args) -> Result<Loaded, Box<dyn std::error::Error>> {
     let config_path = args.artifact_dir.join(files::CONFIG);
     let config = TrainingConfig::load(&config_path).map_err(|e| {
         format!(
@@ -67,17 +103,104 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         args.artifact_dir.join(&args.model_file)
     };
-    let device = default_device();
-    let model = load_model::<DefaultBackend>(&config.model, &model_path, &device)?;
+    let model = load_model::<DefaultBackend>(&config.model, &model_path, &default_device())?;
     println!(
         "{} width {} from {} on {BACKEND_NAME}",
         config.model.architecture,
         config.model.width_mult,
         model_path.display()
     );
+    Ok(Loaded {
+        model,
+        config: config.model.clone(),
+        classes,
+        image_size: config.image_size,
+        normalization: match config.data {
+            DataSource::Synthetic => Normalization::CENTERED,
+            DataSource::Folder(_) => Normalization::IMAGENET,
+        },
+        training: Some(config),
+    })
+}
+
+fn load_weights(
+    args: &Args,
+    path: &std::path::Path,
+    architecture: Architecture,
+) -> Result<Loaded, Box<dyn std::error::Error>> {
+    let state = StateDict::read(path)?;
+    let num_classes = state.num_classes().ok_or_else(|| {
+        format!(
+            "{}: no classifier weight (classifier.1.weight or classifier.3.weight); the file looks like {}",
+            path.display(),
+            state.describe()
+        )
+    })?;
+    let config = MobileNetConfig::new(architecture, num_classes).with_width_mult(args.width_mult);
+    let model = config
+        .try_init::<DefaultBackend>(&default_device())?
+        .load_torchvision(&state)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let classes = match &args.class_names {
+        Some(file) => {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let names: Vec<String> = text
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect();
+            if names.len() != num_classes {
+                return Err(format!(
+                    "{}: {} class names, but the weights have {num_classes} classes",
+                    file.display(),
+                    names.len()
+                )
+                .into());
+            }
+            names
+        }
+        None => (0..num_classes).map(|c| format!("class {c}")).collect(),
+    };
+    println!(
+        "torchvision {architecture} width {} ({num_classes} classes) from {} on {BACKEND_NAME}",
+        args.width_mult,
+        path.display()
+    );
+    Ok(Loaded {
+        model,
+        config,
+        classes,
+        image_size: args.image_size as usize,
+        normalization: Normalization::IMAGENET,
+        training: None,
+    })
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let loaded = match (&args.weights, args.model) {
+        (Some(path), Some(architecture)) => load_weights(&args, path, architecture)?,
+        (Some(_), None) => return Err("--weights needs --model".into()),
+        (None, _) => load_run(&args)?,
+    };
+    if let Some(out) = &args.export_torchvision {
+        loaded.model.save_torchvision(out, &loaded.config)?;
+        println!("wrote {}", out.display());
+        return Ok(());
+    }
+    let Loaded {
+        model,
+        classes,
+        image_size,
+        normalization,
+        training,
+        ..
+    } = loaded;
+    let device = default_device();
 
     let (items, names): (Vec<ImageItem>, Vec<String>) = match args.synthetic {
         Some(n) => {
+            let config = training.ok_or("--synthetic needs a training run, not --weights")?;
             let valid = SyntheticConfig {
                 image_size: config.image_size,
                 num_classes: config.model.num_classes,
@@ -100,7 +223,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => {
             let mut items = Vec::new();
             for path in &args.images {
-                items.push(FolderDataset::load_file(path, config.image_size)?);
+                items.push(FolderDataset::load_file(path, image_size)?);
             }
             (
                 items,
@@ -110,10 +233,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     .collect(),
             )
         }
-    };
-    let normalization = match config.data {
-        DataSource::Synthetic => Normalization::CENTERED,
-        DataSource::Folder(_) => Normalization::IMAGENET,
     };
     let batch: ImageBatch<DefaultBackend> = ImageBatcher::new(normalization).batch(items, &device);
     let probabilities = softmax(model.forward(batch.images), 1);

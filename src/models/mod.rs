@@ -7,4 +7,4 @@ mod torchvision;
 
 pub use mobilenet::{Block, MobileNet, MobileNetConfig};
 pub use spec::{Architecture, BlockKind, BlockSpec, LayerSpec, MobileNetSpec, make_divisible};
-pub use torchvision::{StateDict, StateDictMismatch};
+pub use torchvision::{PROBE_SHAPE, StateDict, StateDictMismatch, probe_input};

@@ -193,6 +193,16 @@ impl StateDict {
             .and_then(|data| data.clone().convert::<f32>().into_vec::<f32>().ok())
     }
 
+    /// The class count of a MobileNet state dict: the rows of its last linear layer
+    /// (`classifier.3` for V3, `classifier.1` otherwise).
+    pub fn num_classes(&self) -> Option<usize> {
+        ["classifier.3.weight", "classifier.1.weight"]
+            .iter()
+            .find_map(|key| self.tensors.get(*key))
+            .filter(|data| data.shape.len() == 2)
+            .map(|data| data.shape[0])
+    }
+
     /// What the keys and shapes look like: variant, stem width and class count, e.g.
     /// "torchvision MobileNetV3-Small (stem 16 channels, 1000 classes)".
     pub fn describe(&self) -> String {
@@ -226,7 +236,7 @@ impl StateDict {
                 self.tensors.keys().take(3).collect::<Vec<_>>()
             );
         };
-        let classes = rows("classifier.3.weight").or(rows("classifier.1.weight"));
+        let classes = self.num_classes();
         format!(
             "{variant} (stem {} channels, {} classes)",
             rows("features.0.0.weight").map_or("?".into(), |c| c.to_string()),
@@ -549,13 +559,9 @@ impl<B: Backend> MobileNet<B> {
                 Some(_) => {}
             }
         }
-        let counters: BTreeSet<String> = slots
-            .batch_norms
-            .iter()
-            .map(|p| format!("{p}.num_batches_tracked"))
-            .collect();
         for (key, data) in &state.tensors {
-            if !expected.contains(key.as_str()) && !counters.contains(key) {
+            // A BatchNorm counter is noise next to its BatchNorm's other tensors.
+            if !expected.contains(key.as_str()) && !key.ends_with(".num_batches_tracked") {
                 mismatch.unexpected.push((key.clone(), data.shape.to_vec()));
             }
         }
@@ -609,5 +615,61 @@ impl MobileNetConfig {
         self.try_init::<B>(device)?
             .load_torchvision(&state)
             .map_err(|e| file_error(path, e.to_string()))
+    }
+}
+
+/// Shape of the probe batch whose logits [`MobileNet::save_torchvision`] records.
+pub const PROBE_SHAPE: [usize; 4] = [2, 3, 64, 64];
+
+/// The probe batch: `sin(0.37 i) * 2` over the flat index `i`, computed in f64 (the same
+/// formula as `probe_input` in `scripts/gen_fixtures.py`).
+pub fn probe_input<B: Backend>(device: &B::Device) -> Tensor<B, 4> {
+    let len: usize = PROBE_SHAPE.iter().product();
+    let values: Vec<f32> = (0..len)
+        .map(|i| ((0.37 * i as f64).sin() * 2.0) as f32)
+        .collect();
+    Tensor::from_data(TensorData::new(values, PROBE_SHAPE), device)
+}
+
+impl<B: crate::kernels::DepthwiseBackend> MobileNet<B> {
+    /// Writes the model as a torchvision-compatible safetensors file (atomically), for
+    /// `torchvision.models.mobilenet_v2(...)` & co. with `load_state_dict(strict=True)`.
+    ///
+    /// The header metadata records the architecture, `config.width_mult` and the model's
+    /// eval-mode logits on [`probe_input`], so that the file can be checked on the PyTorch
+    /// side (`scripts/gen_fixtures.py --check-export FILE`).
+    pub fn save_torchvision(&self, path: &Path, config: &MobileNetConfig) -> crate::Result<()> {
+        if config.architecture != self.architecture || config.num_classes != self.num_classes() {
+            return Err(Error::Config(format!(
+                "save_torchvision: the config is a {} with {} classes, the model a {}",
+                config.architecture,
+                config.num_classes,
+                describe_model(self)
+            )));
+        }
+        let device = self.devices().into_iter().next().unwrap_or_default();
+        let logits = self.forward(probe_input(&device));
+        let logits = logits
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| Error::Input(format!("probe logits: {e:?}")))?;
+        let mut state = self.to_torchvision();
+        let metadata = [
+            ("dwconv.width_mult", config.width_mult.to_string()),
+            ("dwconv.num_classes", config.num_classes.to_string()),
+            (
+                "dwconv.probe_shape",
+                serde_json::to_string(&PROBE_SHAPE).expect("array"),
+            ),
+            (
+                "dwconv.probe_logits",
+                serde_json::to_string(&logits).expect("floats"),
+            ),
+        ];
+        for (key, value) in metadata {
+            state.metadata.insert(key.to_string(), value);
+        }
+        state.write_safetensors(path)
     }
 }
