@@ -1,21 +1,29 @@
 //! Depthwise conv benchmark: the crate's op against Burn's stock grouped `conv2d` on the
 //! same backend, forward and forward + backward (input, weight and bias gradients), on the
-//! MobileNet layer shapes. Prints a table, or JSON with `--json`.
+//! MobileNet layer shapes; and end to end, a MobileNetV2 (width 1.0, 10 classes, 32×32,
+//! batch 64) training step (forward, backward, SGD step) and inference. Prints a table, or
+//! JSON with `--json` (the schema `scripts/bench_torch.py` prints too).
 //!
 //! ```text
 //! MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 \
 //!   cargo run --release --example bench -- --repeats 5
-//! cargo run --release --features flex --example bench -- --json
+//! cargo run --release --no-default-features --features flex --example bench -- --json
 //! ```
 
 use std::time::Instant;
 
+use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Distribution, Tensor, TensorPrimitive};
+use burn::tensor::{Distribution, Int, Tensor, TensorData, TensorPrimitive};
 use clap::Parser;
 use dwconv::backend::{BACKEND_NAME, DefaultBackend, default_device};
 use dwconv::kernels::{DepthwiseBackend, DepthwiseOptions, fallback};
+use dwconv::models::{MobileNet, MobileNetConfig};
 use serde::Serialize;
 
 #[derive(Parser, Debug)]
@@ -30,6 +38,12 @@ struct Args {
     /// Skip Burn's stock path (it takes seconds per layer on ndarray).
     #[arg(long)]
     no_stock: bool,
+    /// Skip the per-layer table.
+    #[arg(long)]
+    skip_layers: bool,
+    /// Skip the end-to-end MobileNetV2 case.
+    #[arg(long)]
+    skip_end_to_end: bool,
 }
 
 /// One layer: `[N, C, H, W]`, kernel, stride, padding.
@@ -42,21 +56,116 @@ const LAYERS: [([usize; 4], usize, usize, usize); 6] = [
     ([64, 240, 8, 8], 5, 1, 2),
 ];
 
+/// One layer timing of one implementation.
 #[derive(Serialize)]
 struct Row {
     layer: String,
-    ours_forward_ms: f64,
-    ours_forward_backward_ms: f64,
-    stock_forward_ms: Option<f64>,
-    stock_forward_backward_ms: Option<f64>,
+    implementation: String,
+    forward_ms: f64,
+    forward_backward_ms: f64,
+}
+
+/// The end-to-end case of one implementation.
+#[derive(Serialize)]
+struct EndToEnd {
+    model: String,
+    implementation: String,
+    train_ms: f64,
+    train_images_per_s: f64,
+    infer_ms: f64,
+    infer_images_per_s: f64,
+    /// Peak resident memory of the process so far (VmHWM).
+    peak_rss_mb: f64,
 }
 
 #[derive(Serialize)]
 struct Report {
+    tool: &'static str,
     backend: &'static str,
     threads: usize,
     repeats: u32,
+    end_to_end: Vec<EndToEnd>,
     layers: Vec<Row>,
+}
+
+const E2E_BATCH: usize = 64;
+const E2E_SIZE: usize = 32;
+const E2E_CLASSES: usize = 10;
+
+/// Peak resident set size of this process in MB, from `/proc/self/status` (0 elsewhere).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb / 1024.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// Median milliseconds of `f` over `repeats` runs after one warm-up.
+fn median_ms(repeats: u32, mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..repeats)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    )
+}
+
+/// MobileNetV2 (torchvision layout), a training step with SGD (momentum 0.9) and
+/// inference, as `scripts/bench_torch.py` runs it.
+fn end_to_end(repeats: u32) -> EndToEnd {
+    type Train = Autodiff<DefaultBackend>;
+    let device = default_device();
+    let config = MobileNetConfig::v2(E2E_CLASSES);
+    let mut model = Some(config.init::<Train>(&device));
+    let mut optimizer = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .init::<Train, MobileNet<Train>>();
+    let shape = [E2E_BATCH, 3, E2E_SIZE, E2E_SIZE];
+    let images = Tensor::<Train, 4>::random(shape, Distribution::Default, &device);
+    let labels: Vec<i64> = (0..E2E_BATCH).map(|i| (i % E2E_CLASSES) as i64).collect();
+    let labels = Tensor::<Train, 1, Int>::from_data(TensorData::new(labels, [E2E_BATCH]), &device);
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let train_ms = median_ms(repeats, || {
+        let net = model.take().expect("model");
+        let loss = loss_fn.forward(net.forward(images.clone()), labels.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        let net = optimizer.step(0.01, net, grads);
+        // Reading a parameter back waits for lazy backends.
+        let _ = net
+            .classifier
+            .bias
+            .as_ref()
+            .map(|b| b.val().sum().into_scalar());
+        model = Some(net);
+    });
+    let net = model.take().expect("model").valid();
+    let images = images.inner();
+    let infer_ms = median_ms(repeats, || {
+        let _ = net.forward(images.clone()).sum().into_scalar();
+    });
+    EndToEnd {
+        model: format!(
+            "mobilenet_v2 w1.0 {E2E_CLASSES} classes {E2E_SIZE}x{E2E_SIZE} batch {E2E_BATCH}"
+        ),
+        implementation: format!("dwconv-{BACKEND_NAME}"),
+        train_ms,
+        train_images_per_s: E2E_BATCH as f64 / train_ms * 1e3,
+        infer_ms,
+        infer_images_per_s: E2E_BATCH as f64 / infer_ms * 1e3,
+        peak_rss_mb: peak_rss_mb(),
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -96,8 +205,19 @@ fn main() {
     let args = Args::parse();
     let device = default_device();
     <DefaultBackend as Backend>::seed(&device, 1);
+    // First, so that the peak memory is the network's, not the layer benchmark's.
+    let end_to_end = if args.skip_end_to_end {
+        Vec::new()
+    } else {
+        vec![end_to_end(args.repeats)]
+    };
     let mut rows = Vec::new();
-    for (shape, k, stride, pad) in LAYERS {
+    let layers = if args.skip_layers {
+        &LAYERS[..0]
+    } else {
+        &LAYERS[..]
+    };
+    for &(shape, k, stride, pad) in layers {
         let [n, c, h, w] = shape;
         let options = DepthwiseOptions::new([stride; 2], [pad; 2], [1, 1]);
         let [oh, ow] = options.output_size([h, w], [k, k]).expect("valid layer");
@@ -179,18 +299,28 @@ fn main() {
             });
             (Some(fwd), Some(fb))
         };
+        let layer = format!("{k}x{k} s{stride} [{n},{c},{h},{w}]");
         rows.push(Row {
-            layer: format!("{k}x{k} s{stride} [{n},{c},{h},{w}]"),
-            ours_forward_ms: ours_fwd,
-            ours_forward_backward_ms: ours_fb,
-            stock_forward_ms: stock_fwd,
-            stock_forward_backward_ms: stock_fb,
+            layer: layer.clone(),
+            implementation: format!("dwconv-{BACKEND_NAME}"),
+            forward_ms: ours_fwd,
+            forward_backward_ms: ours_fb,
         });
+        if let (Some(forward_ms), Some(forward_backward_ms)) = (stock_fwd, stock_fb) {
+            rows.push(Row {
+                layer,
+                implementation: format!("burn-stock-{BACKEND_NAME}"),
+                forward_ms,
+                forward_backward_ms,
+            });
+        }
     }
     let report = Report {
+        tool: "examples/bench.rs",
         backend: BACKEND_NAME,
         threads: rayon::current_num_threads(),
         repeats: args.repeats,
+        end_to_end,
         layers: rows,
     };
     if args.json {
@@ -205,22 +335,19 @@ fn main() {
         report.backend, report.threads, report.repeats
     );
     println!(
-        "{:<26}{:>10}{:>12}{:>12}{:>12}{:>10}",
-        "layer", "ours fwd", "ours f+b", "stock fwd", "stock f+b", "f+b ratio"
+        "{:<26}{:<24}{:>10}{:>12}",
+        "layer", "implementation", "fwd", "fwd+bwd"
     );
     for r in &report.layers {
-        let ratio = r.stock_forward_backward_ms.map_or(String::from("-"), |s| {
-            format!("{:.1}x", s / r.ours_forward_backward_ms)
-        });
-        let fmt = |v: Option<f64>| v.map_or(String::from("-"), |v| format!("{v:.2}"));
         println!(
-            "{:<26}{:>10.2}{:>12.2}{:>12}{:>12}{:>10}",
-            r.layer,
-            r.ours_forward_ms,
-            r.ours_forward_backward_ms,
-            fmt(r.stock_forward_ms),
-            fmt(r.stock_forward_backward_ms),
-            ratio
+            "{:<26}{:<24}{:>10.2}{:>12.2}",
+            r.layer, r.implementation, r.forward_ms, r.forward_backward_ms
+        );
+    }
+    for r in &report.end_to_end {
+        println!(
+            "{} {}: train {:.1} img/s, infer {:.1} img/s, peak RSS {:.0} MB",
+            r.model, r.implementation, r.train_images_per_s, r.infer_images_per_s, r.peak_rss_mb
         );
     }
 }

@@ -23,7 +23,8 @@ struct Case {
 }
 
 /// `count` configurations covering kernels 1/3/5/7, strides 1/2/3, padding 0..=k,
-/// dilation 1/2, multipliers 1/2, non-square inputs and kernels, batch 1..=3.
+/// dilation 1/2, multipliers 1/2, non-square inputs and kernels, batch 1..=5, 1×1 maps
+/// and maps wide enough for the vectorised interior loops.
 fn cases(count: usize) -> Vec<Case> {
     let mut rng = StdRng::seed_from_u64(0x5eed);
     (0..count)
@@ -41,11 +42,27 @@ fn cases(count: usize) -> Vec<Case> {
             let padding = [rng.random_range(0..=kh), rng.random_range(0..=kw)];
             let multiplier = [1, 2][(i / 2) % 2];
             let channels = rng.random_range(1..=4);
-            let batch = 1 + i % 3;
+            let batch = 1 + i % 5;
             // Smallest input that still gives one output row/column, plus a random margin.
             let min = |k: usize, d: usize, p: usize| (d * (k - 1) + 1).saturating_sub(2 * p).max(1);
-            let h = min(kh, dilation[0], padding[0]) + rng.random_range(0..9);
-            let w = min(kw, dilation[1], padding[1]) + rng.random_range(0..9);
+            let (mut h, mut w) = (
+                min(kh, dilation[0], padding[0]) + rng.random_range(0..9),
+                min(kw, dilation[1], padding[1]) + rng.random_range(0..9),
+            );
+            let mut padding = padding;
+            match i % 10 {
+                // A 1×1 map: enough padding for the (dilated) kernel to fit.
+                7 => {
+                    padding = [
+                        (dilation[0] * (kh - 1)).div_ceil(2),
+                        (dilation[1] * (kw - 1)).div_ceil(2),
+                    ];
+                    (h, w) = (1, 1);
+                }
+                // Wide maps, where the interior loops run over whole SIMD vectors.
+                3 => (h, w) = (h + rng.random_range(8..24), w + rng.random_range(16..40)),
+                _ => {}
+            }
             Case {
                 input: [batch, channels, h, w],
                 weight: [channels * multiplier, 1, kh, kw],
@@ -101,7 +118,7 @@ fn check_case<B: DepthwiseBackend>(case: &Case, device: &B::Device) {
 
     let bias_ref = case.bias.then(|| f64s(&d.bias));
     let (xr, wr, gr) = (f64s(&d.x), f64s(&d.weight), f64s(&d.output_grad));
-    let tol = 1e-4;
+    let tol = 1e-5;
     let what = |t: &str| format!("{t} for {case:?}");
     assert_close(
         &what("forward"),
@@ -131,8 +148,11 @@ fn check_case<B: DepthwiseBackend>(case: &Case, device: &B::Device) {
     }
 }
 
+/// The number of random cases every backend is checked on.
+const CASES: usize = 240;
+
 fn check_backend<B: DepthwiseBackend>(device: &B::Device) {
-    let all = cases(60);
+    let all = cases(CASES);
     for case in &all {
         check_case::<B>(case, device);
     }
@@ -140,7 +160,18 @@ fn check_backend<B: DepthwiseBackend>(device: &B::Device) {
 
 #[test]
 fn cases_cover_the_required_space() {
-    let all = cases(60);
+    let all = cases(CASES);
+    assert!(
+        all.iter()
+            .any(|c| c.input[2] == 1 && c.input[3] == 1 && c.weight[2] > 1),
+        "1x1 map with a larger kernel"
+    );
+    assert!(
+        all.iter()
+            .any(|c| c.options.stride[0] > c.options.dilation[0] * (c.weight[2] - 1) + 1),
+        "stride larger than the kernel"
+    );
+    assert!(all.iter().any(|c| c.input[3] >= 32), "wide map");
     for k in [1, 3, 5, 7] {
         assert!(all.iter().any(|c| c.weight[2] == k), "kernel {k}");
     }

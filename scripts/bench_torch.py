@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""PyTorch side of the depthwise benchmark: the same layer table and end-to-end case as
+`cargo run --release --example bench`, printing the same JSON schema with --json.
+
+    python3 scripts/bench_torch.py --repeats 5 --json > torch.json
+    python3 scripts/compare_bench.py ours.json torch.json
+
+CPU only, 2 threads (--threads), OMP_WAIT_POLICY=ACTIVE (set here before torch loads, as
+it must be). Every layer and the end-to-end case run in NCHW and in channels_last; both
+rows are reported (implementations "pytorch-nchw" and "pytorch-channels-last"), and the
+comparison takes the faster one.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import torchvision  # noqa: E402
+
+# [N, C, H, W], kernel, stride, padding: the table of examples/bench.rs.
+LAYERS = [
+    ([64, 96, 32, 32], 3, 1, 1),
+    ([64, 144, 32, 32], 3, 1, 1),
+    ([64, 384, 8, 8], 3, 1, 1),
+    ([64, 960, 4, 4], 3, 1, 1),
+    ([64, 144, 32, 32], 3, 2, 1),
+    ([64, 240, 8, 8], 5, 1, 2),
+]
+E2E_BATCH = 64
+E2E_SIZE = 32
+E2E_CLASSES = 10
+FORMATS = [("pytorch-nchw", torch.contiguous_format),
+           ("pytorch-channels-last", torch.channels_last)]
+
+
+def median_ms(repeats, f):
+    f()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def layer_label(shape, k, stride):
+    n, c, h, w = shape
+    return f"{k}x{k} s{stride} [{n},{c},{h},{w}]"
+
+
+def bench_layers(repeats):
+    rows = []
+    for shape, k, stride, pad in LAYERS:
+        n, c, h, w = shape
+        for name, fmt in FORMATS:
+            x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_(True)
+            weight = torch.randn(c, 1, k, k).contiguous(memory_format=fmt).requires_grad_(True)
+            bias = torch.zeros(c, requires_grad=True)
+            with torch.no_grad():
+                out_shape = F.conv2d(x, weight, bias, stride, pad, 1, c).shape
+            grad = torch.randn(out_shape).contiguous(memory_format=fmt)
+
+            def forward():
+                with torch.no_grad():
+                    F.conv2d(x, weight, bias, stride, pad, 1, c)
+
+            def forward_backward():
+                x.grad = weight.grad = bias.grad = None
+                y = F.conv2d(x, weight, bias, stride, pad, 1, c)
+                y.backward(grad)
+
+            rows.append({
+                "layer": layer_label(shape, k, stride),
+                "implementation": name,
+                "forward_ms": median_ms(repeats, forward),
+                "forward_backward_ms": median_ms(repeats, forward_backward),
+            })
+    return rows
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_end_to_end(repeats):
+    rows = []
+    for name, fmt in FORMATS:
+        torch.manual_seed(0)
+        model = torchvision.models.mobilenet_v2(num_classes=E2E_CLASSES).to(memory_format=fmt)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        images = torch.randn(E2E_BATCH, 3, E2E_SIZE, E2E_SIZE).contiguous(memory_format=fmt)
+        labels = torch.randint(0, E2E_CLASSES, (E2E_BATCH,))
+
+        def train_step():
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+
+        def infer():
+            with torch.no_grad():
+                model(images)
+
+        model.train()
+        train_ms = median_ms(repeats, train_step)
+        model.eval()
+        infer_ms = median_ms(repeats, infer)
+        rows.append({
+            "model": f"mobilenet_v2 w1.0 {E2E_CLASSES} classes {E2E_SIZE}x{E2E_SIZE} batch {E2E_BATCH}",
+            "implementation": name,
+            "train_ms": train_ms,
+            "train_images_per_s": E2E_BATCH / train_ms * 1e3,
+            "infer_ms": infer_ms,
+            "infer_images_per_s": E2E_BATCH / infer_ms * 1e3,
+            # ru_maxrss is the process peak: both formats and the layers so far count.
+            "peak_rss_mb": peak_rss_mb(),
+        })
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description="PyTorch depthwise / MobileNetV2 CPU benchmark")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--skip-layers", action="store_true")
+    parser.add_argument("--skip-end-to-end", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report = {
+        "tool": "scripts/bench_torch.py",
+        "backend": f"pytorch {torch.__version__} cpu",
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        # Measured first, so that the peak memory is the network's, not the layers'.
+        "end_to_end": [] if args.skip_end_to_end else bench_end_to_end(args.repeats),
+        "layers": [] if args.skip_layers else bench_layers(args.repeats),
+    }
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        print()
+        return
+    print(f"{report['backend']} | {report['threads']} threads | median of {args.repeats} (ms)")
+    for r in report["layers"]:
+        print(f"{r['layer']:<26}{r['implementation']:<24}{r['forward_ms']:>10.2f}"
+              f"{r['forward_backward_ms']:>12.2f}")
+    for r in report["end_to_end"]:
+        print(f"{r['model']}  {r['implementation']}: train {r['train_images_per_s']:.1f} img/s, "
+              f"infer {r['infer_images_per_s']:.1f} img/s, peak RSS {r['peak_rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
