@@ -34,6 +34,9 @@ fn fit_dim<B: burn::tensor::backend::Backend, const D: usize>(
     Tensor::cat(vec![t, zeros], dim)
 }
 
+/// Fused BatchNorm + activation through the default (Burn tensor op) implementations.
+impl<F: FloatElement, I: IntElement, BT: BoolElement> super::NormActBackend for Gpu<F, I, BT> {}
+
 impl<F: FloatElement, I: IntElement, BT: BoolElement> DepthwiseBackend for Gpu<F, I, BT> {
     fn depthwise_conv2d_x_backward(
         x: FloatTensor<Self>,

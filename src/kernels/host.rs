@@ -7,7 +7,10 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 
+use super::norm_act::NormActBackend;
+use super::norm_act_cpu::{self, Planes};
 use super::{DepthwiseOptions, DepthwiseShape, cpu, fallback, primitive_dims};
+use crate::nn::Activation;
 
 /// Dense host access to a CPU backend's float tensors.
 pub(crate) trait HostTensors: Backend {
@@ -105,6 +108,113 @@ pub(crate) fn bias_backward<B: HostTensors>(output_grad: FloatTensor<B>) -> Floa
     }
 }
 
+fn planes<B: Backend>(x: &FloatTensor<B>) -> Planes {
+    let [batch, channels, h, w] = primitive_dims::<B>(x);
+    Planes {
+        batch,
+        channels,
+        plane: h * w,
+    }
+}
+
+/// A small tensor's values, or `None` when not `f32`.
+fn small<B: HostTensors>(t: &FloatTensor<B>) -> Option<Vec<f32>> {
+    B::with_f32(t, |v| v.to_vec())
+}
+
+pub(crate) fn batch_norm_act<B: HostTensors + NormActBackend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+    activation: Activation,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let p = planes::<B>(&x);
+    let (Some(g), Some(b)) = (small::<B>(&gamma), small::<B>(&beta)) else {
+        return super::norm_act::fallback_batch_norm_act::<B>(x, gamma, beta, epsilon, activation);
+    };
+    let mut mean = vec![0.0f32; p.channels];
+    let mut var = vec![0.0f32; p.channels];
+    let mut out = vec![0.0f32; p.batch * p.channels * p.plane];
+    let done = B::with_f32(&x, |xs| {
+        norm_act_cpu::channel_stats(p, xs, &mut mean, &mut var);
+        let invstd = norm_act_cpu::inverse_std(&var, epsilon);
+        norm_act_cpu::normalize_act(p, xs, &mean, &invstd, &g, &b, activation, &mut out);
+    });
+    match done {
+        Some(()) => (
+            B::from_f32(out, primitive_dims::<B>(&x)),
+            B::from_f32_vec(mean),
+            B::from_f32_vec(var),
+        ),
+        None => super::norm_act::fallback_batch_norm_act::<B>(x, gamma, beta, epsilon, activation),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn batch_norm_act_backward<B: HostTensors + NormActBackend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    var: FloatTensor<B>,
+    epsilon: f64,
+    activation: Activation,
+    output_grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let p = planes::<B>(&x);
+    let vectors = (
+        small::<B>(&gamma),
+        small::<B>(&beta),
+        small::<B>(&mean),
+        small::<B>(&var),
+    );
+    if let (Some(g), Some(b), Some(m), Some(v)) = vectors {
+        let mut dx = vec![0.0f32; p.batch * p.channels * p.plane];
+        let done = B::with_f32(&x, |xs| {
+            B::with_f32(&output_grad, |dy| {
+                norm_act_cpu::backward(p, xs, &g, &b, &m, &v, epsilon, activation, dy, &mut dx)
+            })
+        });
+        if let Some(Some((dgamma, dbeta))) = done {
+            return (
+                B::from_f32(dx, primitive_dims::<B>(&x)),
+                B::from_f32_vec(dgamma),
+                B::from_f32_vec(dbeta),
+            );
+        }
+    }
+    super::norm_act::fallback_batch_norm_act_backward::<B>(
+        x,
+        gamma,
+        beta,
+        mean,
+        var,
+        epsilon,
+        activation,
+        output_grad,
+    )
+}
+
+pub(crate) fn channel_affine_act<B: HostTensors + NormActBackend>(
+    x: FloatTensor<B>,
+    scale: FloatTensor<B>,
+    shift: FloatTensor<B>,
+    activation: Activation,
+) -> FloatTensor<B> {
+    let p = planes::<B>(&x);
+    if let (Some(a), Some(b)) = (small::<B>(&scale), small::<B>(&shift)) {
+        let mut out = vec![0.0f32; p.batch * p.channels * p.plane];
+        let done = B::with_f32(&x, |xs| {
+            norm_act_cpu::affine_act(p, xs, &a, &b, activation, &mut out)
+        });
+        if done.is_some() {
+            return B::from_f32(out, primitive_dims::<B>(&x));
+        }
+    }
+    super::norm_act::fallback_channel_affine_act::<B>(x, scale, shift, activation)
+}
+
 /// Implements `DepthwiseBackend` for a [`HostTensors`] backend with the CPU kernels.
 macro_rules! impl_depthwise_on_host {
     ($backend:ty) => {
@@ -138,6 +248,49 @@ macro_rules! impl_depthwise_on_host {
 
             fn depthwise_conv2d_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
                 $crate::kernels::host::bias_backward::<Self>(output_grad)
+            }
+        }
+
+        impl $crate::kernels::NormActBackend for $backend {
+            fn batch_norm_act(
+                x: FloatTensor<Self>,
+                gamma: FloatTensor<Self>,
+                beta: FloatTensor<Self>,
+                epsilon: f64,
+                activation: $crate::nn::Activation,
+            ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+                $crate::kernels::host::batch_norm_act::<Self>(x, gamma, beta, epsilon, activation)
+            }
+
+            fn batch_norm_act_backward(
+                x: FloatTensor<Self>,
+                gamma: FloatTensor<Self>,
+                beta: FloatTensor<Self>,
+                mean: FloatTensor<Self>,
+                var: FloatTensor<Self>,
+                epsilon: f64,
+                activation: $crate::nn::Activation,
+                output_grad: FloatTensor<Self>,
+            ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+                $crate::kernels::host::batch_norm_act_backward::<Self>(
+                    x,
+                    gamma,
+                    beta,
+                    mean,
+                    var,
+                    epsilon,
+                    activation,
+                    output_grad,
+                )
+            }
+
+            fn channel_affine_act(
+                x: FloatTensor<Self>,
+                scale: FloatTensor<Self>,
+                shift: FloatTensor<Self>,
+                activation: $crate::nn::Activation,
+            ) -> FloatTensor<Self> {
+                $crate::kernels::host::channel_affine_act::<Self>(x, scale, shift, activation)
             }
         }
     };

@@ -21,7 +21,15 @@ mod flex;
 mod host;
 #[cfg(feature = "ndarray")]
 mod ndarray;
+mod norm_act;
+mod norm_act_autodiff;
+pub mod norm_act_cpu;
 pub mod reference;
+
+pub use norm_act::{
+    NormActBackend, fallback_batch_norm_act, fallback_batch_norm_act_backward,
+    fallback_channel_affine_act,
+};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
@@ -167,7 +175,7 @@ impl DepthwiseShape {
 /// Every method has a default that delegates to Burn's grouped `conv2d` ops, so a backend
 /// needs only `impl DepthwiseBackend for MyBackend {}` to take part; fast backends override
 /// them. Shapes are checked once, in [`depthwise_conv2d`], before any method is called.
-pub trait DepthwiseBackend: Backend {
+pub trait DepthwiseBackend: Backend + NormActBackend {
     /// Forward: `x [N, C, H, W]`, `weight [C*m, 1, kh, kw]`, `bias [C*m]`
     /// → `[N, C*m, out_h, out_w]`.
     fn depthwise_conv2d(

@@ -214,12 +214,12 @@ impl<B: DepthwiseBackend> ConvNormAct<B> {
     /// `[N, in, H, W]` → `[N, out, H', W']`.
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         let x = self.conv.forward(input);
-        self.activation.forward(self.norm.forward(x))
+        super::batch_norm_act(x, &self.norm, self.activation)
     }
 
     /// Checked [`Self::forward`] (see [`ConvLayer::try_forward`]).
     pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
         let x = self.conv.try_forward(input)?;
-        Ok(self.activation.forward(self.norm.forward(x)))
+        Ok(super::batch_norm_act(x, &self.norm, self.activation))
     }
 }

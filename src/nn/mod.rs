@@ -2,6 +2,7 @@
 //! style of `burn-nn`: `XConfig::new(..).with_y(..).init(&device)`.
 
 mod activation;
+mod batch_norm_act;
 mod conv_norm_act;
 mod depthwise;
 mod inverted_residual;
@@ -10,6 +11,7 @@ mod separable;
 mod squeeze_excite;
 
 pub use activation::Activation;
+pub use batch_norm_act::batch_norm_act;
 pub use conv_norm_act::{ConvLayer, ConvNormAct, ConvNormActConfig, NormConfig};
 pub use depthwise::{DepthwiseConv2d, DepthwiseConv2dConfig};
 pub use inverted_residual::{InvertedResidual, InvertedResidualConfig};

@@ -5,5 +5,6 @@ mod cost;
 mod kernels;
 mod models;
 mod modules;
+mod norm_act;
 mod torchvision;
 mod training;

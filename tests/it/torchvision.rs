@@ -144,6 +144,20 @@ impl<B: Backend> ModuleMapper<B> for GradientsAsValues<'_> {
     }
 }
 
+/// 1e-3 for the classifier and the last layer; 3e-2 for the early layers, whose
+/// gradients in this fixture are chaotic at float32 resolution: relative noise of 1e-7 on
+/// the weights and input (float64 throughout) moves them by more than 1e-3 for every
+/// draw of weights tried (see `tests/fixtures/README.md`), so two correct float32
+/// implementations (Burn's op-by-op BatchNorm: 3e-4; the fused one, 100x more accurate
+/// per call: 6e-3 to 1.3e-2) land anywhere in that band. A wrong gradient is off by O(1).
+fn gradient_tolerance(param: &str) -> f64 {
+    if param.starts_with("classifier.") || param.starts_with("features.18.") {
+        1e-3
+    } else {
+        3e-2
+    }
+}
+
 fn check_gradients<B: DepthwiseBackend>(backend: &str) {
     let device: B::Device = Default::default();
     let case = &cases()[0];
@@ -182,7 +196,7 @@ fn check_gradients<B: DepthwiseBackend>(backend: &str) {
             &format!("{backend} gradient of {param}"),
             &got,
             &expected,
-            1e-3,
+            gradient_tolerance(param),
         );
         checked += 1;
     }

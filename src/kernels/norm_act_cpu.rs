@@ -1,0 +1,227 @@
+//! Fused BatchNorm + activation kernels on dense NCHW `f32` slices.
+//!
+//! Burn's BatchNorm in training is about ten element-wise passes forward and more
+//! backward, each a separate (single-threaded on ndarray) op with its own allocation;
+//! here the forward is two passes (statistics, normalise + activate) and the backward two
+//! (per-channel sums, input gradient), parallel over channels or planes with rayon.
+
+use rayon::prelude::*;
+
+use crate::nn::Activation;
+
+/// Planes per rayon work item, so that tiny maps (1×1, 2×2) do not make tiny tasks.
+fn min_planes(plane: usize) -> usize {
+    (4096 / plane.max(1)).max(1)
+}
+
+#[inline]
+fn activate(activation: Activation, z: f32) -> f32 {
+    match activation {
+        Activation::Relu => z.max(0.0),
+        Activation::Relu6 => z.clamp(0.0, 6.0),
+        Activation::HardSwish => z * (z + 3.0).clamp(0.0, 6.0) / 6.0,
+        Activation::Identity => z,
+    }
+}
+
+/// The activation's derivative at `z` (PyTorch's convention at the kinks).
+#[inline]
+fn derivative(activation: Activation, z: f32) -> f32 {
+    match activation {
+        Activation::Relu => f32::from(z > 0.0),
+        Activation::Relu6 => f32::from(z > 0.0 && z < 6.0),
+        Activation::HardSwish => {
+            if z < -3.0 {
+                0.0
+            } else if z <= 3.0 {
+                z / 3.0 + 0.5
+            } else {
+                1.0
+            }
+        }
+        Activation::Identity => 1.0,
+    }
+}
+
+/// Geometry of an NCHW tensor for per-channel work.
+#[derive(Clone, Copy, Debug)]
+pub struct Planes {
+    /// Batch size `N`.
+    pub batch: usize,
+    /// Channels `C`.
+    pub channels: usize,
+    /// `H * W`.
+    pub plane: usize,
+}
+
+impl Planes {
+    fn channel<'a>(&self, values: &'a [f32], n: usize, c: usize) -> &'a [f32] {
+        &values[(n * self.channels + c) * self.plane..][..self.plane]
+    }
+
+    fn count(&self) -> f64 {
+        (self.batch * self.plane) as f64
+    }
+}
+
+/// Per-channel mean and biased variance of `x` (two passes, f64 accumulation).
+pub fn channel_stats(p: Planes, x: &[f32], mean: &mut [f32], var: &mut [f32]) {
+    mean.par_iter_mut()
+        .zip(var.par_iter_mut())
+        .enumerate()
+        .for_each(|(c, (mean, var))| {
+            let sum: f64 = (0..p.batch)
+                .map(|n| p.channel(x, n, c).iter().sum::<f32>() as f64)
+                .sum();
+            let m = sum / p.count();
+            let mf = m as f32;
+            let squares: f64 = (0..p.batch)
+                .map(|n| {
+                    p.channel(x, n, c)
+                        .iter()
+                        .map(|&v| (v - mf) * (v - mf))
+                        .sum::<f32>() as f64
+                })
+                .sum();
+            *mean = mf;
+            *var = (squares / p.count()) as f32;
+        });
+}
+
+/// `out = act(x * scale[c] + shift[c])`.
+pub fn affine_act(
+    p: Planes,
+    x: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+    activation: Activation,
+    out: &mut [f32],
+) {
+    out.par_chunks_mut(p.plane.max(1))
+        .with_min_len(min_planes(p.plane))
+        .enumerate()
+        .for_each(|(index, out)| {
+            let c = index % p.channels;
+            let (a, b) = (scale[c], shift[c]);
+            let x = &x[index * p.plane..][..p.plane];
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = activate(activation, v * a + b);
+            }
+        });
+}
+
+/// `1 / sqrt(var + eps)` per channel, computed the same way in forward and backward.
+pub fn inverse_std(var: &[f32], epsilon: f64) -> Vec<f32> {
+    var.iter()
+        .map(|&v| (1.0 / (v as f64 + epsilon).sqrt()) as f32)
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+/// `out = act(((x - mean) * invstd) * gamma + beta)`: the training forward, written with
+/// the same expression as the backward's recomputation so that both see the same
+/// pre-activation at the activation's kinks.
+pub fn normalize_act(
+    p: Planes,
+    x: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    activation: Activation,
+    out: &mut [f32],
+) {
+    out.par_chunks_mut(p.plane.max(1))
+        .with_min_len(min_planes(p.plane))
+        .enumerate()
+        .for_each(|(index, out)| {
+            let c = index % p.channels;
+            let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
+            let x = &x[index * p.plane..][..p.plane];
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = activate(activation, (v - m) * s * g + b);
+            }
+        });
+}
+
+/// Scale and shift that normalise with (`mean`, `var`) and apply (`gamma`, `beta`):
+/// `scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale`.
+pub fn fold(
+    mean: &[f32],
+    var: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f32> = var
+        .iter()
+        .zip(gamma)
+        .map(|(&v, &g)| (g as f64 / (v as f64 + epsilon).sqrt()) as f32)
+        .collect();
+    let shift = beta
+        .iter()
+        .zip(mean)
+        .zip(&scale)
+        .map(|((&b, &m), &s)| b - m * s)
+        .collect();
+    (scale, shift)
+}
+
+/// Gradients of `y = act(gamma * (x - mean) / sqrt(var + eps) + beta)` with batch
+/// statistics (`mean`, `var` of `x` itself): writes `dx` and returns
+/// `(dgamma, dbeta)`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    p: Planes,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f64,
+    activation: Activation,
+    dy: &[f32],
+    dx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let invstd = inverse_std(var, epsilon);
+    // Pass 1, per channel: dbeta = sum(dz), dgamma = sum(dz * xhat), dz = dy * act'(z).
+    let sums: Vec<(f32, f32)> = (0..p.channels)
+        .into_par_iter()
+        .map(|c| {
+            let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
+            let (mut sum_dz, mut sum_dz_xhat) = (0.0f64, 0.0f64);
+            for n in 0..p.batch {
+                let (mut a, mut bsum) = (0.0f32, 0.0f32);
+                for (&v, &d) in p.channel(x, n, c).iter().zip(p.channel(dy, n, c)) {
+                    let xhat = (v - m) * s;
+                    let dz = d * derivative(activation, xhat * g + b);
+                    a += dz;
+                    bsum += dz * xhat;
+                }
+                sum_dz += a as f64;
+                sum_dz_xhat += bsum as f64;
+            }
+            (sum_dz as f32, sum_dz_xhat as f32)
+        })
+        .collect();
+    // Pass 2: dx = gamma * invstd * (dz - mean(dz) - xhat * mean(dz * xhat)).
+    let count = p.count() as f32;
+    dx.par_chunks_mut(p.plane.max(1))
+        .with_min_len(min_planes(p.plane))
+        .enumerate()
+        .for_each(|(index, dx)| {
+            let c = index % p.channels;
+            let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
+            let (sum_dz, sum_dz_xhat) = sums[c];
+            let (mean_dz, mean_dz_xhat) = (sum_dz / count, sum_dz_xhat / count);
+            let k = g * s;
+            let x = &x[index * p.plane..][..p.plane];
+            let dy = &dy[index * p.plane..][..p.plane];
+            for ((o, &v), &d) in dx.iter_mut().zip(x).zip(dy) {
+                let xhat = (v - m) * s;
+                let dz = d * derivative(activation, xhat * g + b);
+                *o = k * (dz - mean_dz - xhat * mean_dz_xhat);
+            }
+        });
+    sums.into_iter().map(|(dz, dzx)| (dzx, dz)).unzip()
+}
