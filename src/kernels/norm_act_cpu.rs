@@ -144,29 +144,6 @@ pub fn normalize_act(
         });
 }
 
-/// Scale and shift that normalise with (`mean`, `var`) and apply (`gamma`, `beta`):
-/// `scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale`.
-pub fn fold(
-    mean: &[f32],
-    var: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    epsilon: f64,
-) -> (Vec<f32>, Vec<f32>) {
-    let scale: Vec<f32> = var
-        .iter()
-        .zip(gamma)
-        .map(|(&v, &g)| (g as f64 / (v as f64 + epsilon).sqrt()) as f32)
-        .collect();
-    let shift = beta
-        .iter()
-        .zip(mean)
-        .zip(&scale)
-        .map(|((&b, &m), &s)| b - m * s)
-        .collect();
-    (scale, shift)
-}
-
 /// Gradients of `y = act(gamma * (x - mean) / sqrt(var + eps) + beta)` with batch
 /// statistics (`mean`, `var` of `x` itself): writes `dx` and returns
 /// `(dgamma, dbeta)`.
