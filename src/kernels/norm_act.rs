@@ -70,22 +70,24 @@ pub fn fallback_batch_norm_act<B: Backend>(
     epsilon: f64,
     activation: Activation,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    {
-        let x = float::<B, 4>(x);
-        let [n, c, h, w] = x.dims();
-        let per_channel = |t: Tensor<B, 4>| {
-            t.swap_dims(0, 1)
-                .reshape([c, n * h * w])
-                .mean_dim(1)
-                .reshape([c])
-        };
-        let mean = per_channel(x.clone());
-        let centered = x - mean.clone().reshape([1, c, 1, 1]);
-        let var = per_channel(centered.clone().square());
-        let scale = float::<B, 1>(gamma) / (var.clone() + epsilon).sqrt();
-        let z = centered * scale.reshape([1, c, 1, 1]) + float::<B, 1>(beta).reshape([1, c, 1, 1]);
-        (prim(activation.forward(z)), prim(mean), prim(var))
-    }
+    let x = float::<B, 4>(x);
+    let [n, c, h, w] = x.dims();
+    let count = (n * h * w) as f64;
+    let mean = channel_sums(x.clone()) / count;
+    let centered = x - mean.clone().reshape([1, c, 1, 1]);
+    let var = channel_sums(centered.clone().square()) / count;
+    let scale = float::<B, 1>(gamma) / (var.clone() + epsilon).sqrt();
+    let z = centered * scale.reshape([1, c, 1, 1]) + float::<B, 1>(beta).reshape([1, c, 1, 1]);
+    (prim(activation.forward(z)), prim(mean), prim(var))
+}
+
+/// Per-channel sums of an NCHW tensor: `[N, C, H, W]` → `[C]`.
+fn channel_sums<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 1> {
+    let [n, c, h, w] = t.dims();
+    t.swap_dims(0, 1)
+        .reshape([c, n * h * w])
+        .sum_dim(1)
+        .reshape([c])
 }
 
 /// [`NormActBackend::batch_norm_act_backward`] with Burn's tensor ops.
@@ -100,28 +102,20 @@ pub fn fallback_batch_norm_act_backward<B: Backend>(
     activation: Activation,
     output_grad: FloatTensor<B>,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    {
-        let x = float::<B, 4>(x);
-        let [n, c, h, w] = x.dims();
-        let count = (n * h * w) as f64;
-        let channel = |t: Tensor<B, 1>| t.reshape([1, c, 1, 1]);
-        let sum = |t: Tensor<B, 4>| {
-            t.swap_dims(0, 1)
-                .reshape([c, n * h * w])
-                .sum_dim(1)
-                .reshape([c])
-        };
-        let gamma = float::<B, 1>(gamma);
-        let invstd = (float::<B, 1>(var) + epsilon).sqrt().recip();
-        let xhat = (x - channel(float(mean))) * channel(invstd.clone());
-        let z = xhat.clone() * channel(gamma.clone()) + channel(float(beta));
-        let dz = float::<B, 4>(output_grad) * activation_derivative(activation, z);
-        let dbeta = sum(dz.clone());
-        let dgamma = sum(dz.clone() * xhat.clone());
-        let dx = (dz - channel(dbeta.clone() / count) - xhat * channel(dgamma.clone() / count))
-            * channel(gamma * invstd);
-        (prim(dx), prim(dgamma), prim(dbeta))
-    }
+    let x = float::<B, 4>(x);
+    let [n, c, h, w] = x.dims();
+    let count = (n * h * w) as f64;
+    let channel = |t: Tensor<B, 1>| t.reshape([1, c, 1, 1]);
+    let gamma = float::<B, 1>(gamma);
+    let invstd = (float::<B, 1>(var) + epsilon).sqrt().recip();
+    let xhat = (x - channel(float(mean))) * channel(invstd.clone());
+    let z = xhat.clone() * channel(gamma.clone()) + channel(float(beta));
+    let dz = float::<B, 4>(output_grad) * activation_derivative(activation, z);
+    let dbeta = channel_sums(dz.clone());
+    let dgamma = channel_sums(dz.clone() * xhat.clone());
+    let dx = (dz - channel(dbeta.clone() / count) - xhat * channel(dgamma.clone() / count))
+        * channel(gamma * invstd);
+    (prim(dx), prim(dgamma), prim(dbeta))
 }
 
 /// [`NormActBackend::channel_affine_act`] with Burn's tensor ops.

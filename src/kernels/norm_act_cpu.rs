@@ -59,6 +59,11 @@ impl Planes {
         &values[(n * self.channels + c) * self.plane..][..self.plane]
     }
 
+    /// Plane `index` (`n * C + c`) of a dense NCHW tensor.
+    fn plane<'a>(&self, values: &'a [f32], index: usize) -> &'a [f32] {
+        &values[index * self.plane..][..self.plane]
+    }
+
     fn count(&self) -> f64 {
         (self.batch * self.plane) as f64
     }
@@ -88,6 +93,15 @@ pub fn channel_stats(p: Planes, x: &[f32], mean: &mut [f32], var: &mut [f32]) {
         });
 }
 
+/// Calls `f(plane_index, channel, out_plane)` for every `(n, c)` plane of `out`, in
+/// parallel, with several tiny planes per task.
+fn for_each_plane(p: Planes, out: &mut [f32], f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    out.par_chunks_mut(p.plane.max(1))
+        .with_min_len(min_planes(p.plane))
+        .enumerate()
+        .for_each(|(index, out)| f(index, index % p.channels, out));
+}
+
 /// `out = act(x * scale[c] + shift[c])`.
 pub fn affine_act(
     p: Planes,
@@ -97,17 +111,12 @@ pub fn affine_act(
     activation: Activation,
     out: &mut [f32],
 ) {
-    out.par_chunks_mut(p.plane.max(1))
-        .with_min_len(min_planes(p.plane))
-        .enumerate()
-        .for_each(|(index, out)| {
-            let c = index % p.channels;
-            let (a, b) = (scale[c], shift[c]);
-            let x = &x[index * p.plane..][..p.plane];
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = activate(activation, v * a + b);
-            }
-        });
+    for_each_plane(p, out, |index, c, out| {
+        let (a, b) = (scale[c], shift[c]);
+        for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
+            *o = activate(activation, v * a + b);
+        }
+    });
 }
 
 /// `1 / sqrt(var + eps)` per channel, computed the same way in forward and backward.
@@ -131,17 +140,12 @@ pub fn normalize_act(
     activation: Activation,
     out: &mut [f32],
 ) {
-    out.par_chunks_mut(p.plane.max(1))
-        .with_min_len(min_planes(p.plane))
-        .enumerate()
-        .for_each(|(index, out)| {
-            let c = index % p.channels;
-            let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
-            let x = &x[index * p.plane..][..p.plane];
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = activate(activation, (v - m) * s * g + b);
-            }
-        });
+    for_each_plane(p, out, |index, c, out| {
+        let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
+        for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
+            *o = activate(activation, (v - m) * s * g + b);
+        }
+    });
 }
 
 /// Gradients of `y = act(gamma * (x - mean) / sqrt(var + eps) + beta)` with batch
@@ -183,22 +187,17 @@ pub fn backward(
         .collect();
     // Pass 2: dx = gamma * invstd * (dz - mean(dz) - xhat * mean(dz * xhat)).
     let count = p.count() as f32;
-    dx.par_chunks_mut(p.plane.max(1))
-        .with_min_len(min_planes(p.plane))
-        .enumerate()
-        .for_each(|(index, dx)| {
-            let c = index % p.channels;
-            let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
-            let (sum_dz, sum_dz_xhat) = sums[c];
-            let (mean_dz, mean_dz_xhat) = (sum_dz / count, sum_dz_xhat / count);
-            let k = g * s;
-            let x = &x[index * p.plane..][..p.plane];
-            let dy = &dy[index * p.plane..][..p.plane];
-            for ((o, &v), &d) in dx.iter_mut().zip(x).zip(dy) {
-                let xhat = (v - m) * s;
-                let dz = d * derivative(activation, xhat * g + b);
-                *o = k * (dz - mean_dz - xhat * mean_dz_xhat);
-            }
-        });
+    for_each_plane(p, dx, |index, c, dx| {
+        let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
+        let (sum_dz, sum_dz_xhat) = sums[c];
+        let (mean_dz, mean_dz_xhat) = (sum_dz / count, sum_dz_xhat / count);
+        let k = g * s;
+        let (x, dy) = (p.plane(x, index), p.plane(dy, index));
+        for ((o, &v), &d) in dx.iter_mut().zip(x).zip(dy) {
+            let xhat = (v - m) * s;
+            let dz = d * derivative(activation, xhat * g + b);
+            *o = k * (dz - mean_dz - xhat * mean_dz_xhat);
+        }
+    });
     sums.into_iter().map(|(dz, dzx)| (dzx, dz)).unzip()
 }

@@ -141,36 +141,20 @@ impl StateDict {
     /// i64, plus the metadata.
     pub fn to_safetensors(&self) -> Result<Vec<u8>, String> {
         use safetensors::{Dtype, tensor::TensorView};
-        let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-        for (key, data) in &self.tensors {
-            let (dtype, bytes) = if data.dtype.is_float() {
-                let values = data
-                    .clone()
-                    .convert::<f32>()
-                    .into_vec::<f32>()
-                    .map_err(|e| format!("{key}: {e:?}"))?;
-                (
-                    Dtype::F32,
-                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                )
-            } else {
-                let values = data
-                    .clone()
-                    .convert::<i64>()
-                    .into_vec::<i64>()
-                    .map_err(|e| format!("{key}: {e:?}"))?;
-                (
-                    Dtype::I64,
-                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                )
-            };
-            buffers.push((key.clone(), dtype, data.shape.to_vec(), bytes));
-        }
+        // Converted data holds its values as little-endian bytes, as safetensors wants.
+        let buffers: Vec<(&String, Dtype, TensorData)> = self
+            .tensors
+            .iter()
+            .map(|(key, data)| match data.dtype.is_float() {
+                true => (key, Dtype::F32, data.clone().convert::<f32>()),
+                false => (key, Dtype::I64, data.clone().convert::<i64>()),
+            })
+            .collect();
         let views = buffers
             .iter()
-            .map(|(key, dtype, shape, bytes)| {
-                TensorView::new(*dtype, shape.clone(), bytes)
-                    .map(|view| (key.clone(), view))
+            .map(|(key, dtype, data)| {
+                TensorView::new(*dtype, data.shape.to_vec(), data.as_bytes())
+                    .map(|view| ((*key).clone(), view))
                     .map_err(|e| format!("{key}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -258,6 +242,13 @@ pub struct StateDictMismatch {
     pub unexpected: Vec<(String, Vec<usize>)>,
     /// Keys present with another shape: (key, expected, found).
     pub wrong_shape: Vec<(String, Vec<usize>, Vec<usize>)>,
+}
+
+impl StateDictMismatch {
+    /// No missing, unexpected or mis-shaped key.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.wrong_shape.is_empty()
+    }
 }
 
 impl fmt::Display for StateDictMismatch {
@@ -525,17 +516,6 @@ fn describe_model<B: Backend>(model: &MobileNet<B>) -> String {
 }
 
 impl<B: Backend> MobileNet<B> {
-    /// The torchvision key of every tensor of this model with its torch shape, in
-    /// module order (BatchNorms' `num_batches_tracked` not included).
-    pub fn torchvision_keys(&self) -> Vec<(String, Vec<usize>)> {
-        let mut model = self.clone();
-        Slots::of(&mut model)
-            .items
-            .iter()
-            .map(|(key, slot)| (key.clone(), slot.torch_shape()))
-            .collect()
-    }
-
     /// Loads torchvision weights into this model. Every tensor must be there with its
     /// torch shape, and nothing else (`num_batches_tracked` aside); otherwise the error
     /// ([`Error::StateDict`]) lists each missing, unexpected and mis-shaped key and says
@@ -565,7 +545,7 @@ impl<B: Backend> MobileNet<B> {
                 mismatch.unexpected.push((key.clone(), data.shape.to_vec()));
             }
         }
-        if mismatch != StateDictMismatch::default() {
+        if !mismatch.is_empty() {
             mismatch.model = model_name;
             mismatch.looks_like = state.describe();
             return Err(Error::StateDict(Box::new(mismatch)));
