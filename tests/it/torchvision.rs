@@ -144,20 +144,10 @@ impl<B: Backend> ModuleMapper<B> for GradientsAsValues<'_> {
     }
 }
 
-/// 1e-3 for the classifier and the last layer; 3e-2 for the early layers, whose
-/// gradients in this fixture are chaotic at float32 resolution: relative noise of 1e-7 on
-/// the weights and input (float64 throughout) moves them by more than 1e-3 for every
-/// draw of weights tried (see `tests/fixtures/README.md`), so two correct float32
-/// implementations (Burn's op-by-op BatchNorm: 3e-4; the fused one, 100x more accurate
-/// per call: 6e-3 to 1.3e-2) land anywhere in that band. A wrong gradient is off by O(1).
-fn gradient_tolerance(param: &str) -> f64 {
-    if param.starts_with("classifier.") || param.starts_with("features.18.") {
-        1e-3
-    } else {
-        3e-2
-    }
-}
-
+/// Loss and gradients of one cross-entropy step on train-mode logits, each within 1e-3
+/// relative of PyTorch's float64 values. The fixture's draw is one where float32 rounding
+/// moves them by at most 1e-4 (see `stable` in `scripts/gen_fixtures.py`), so the bound
+/// holds for any correct float32 implementation; a wrong gradient is off by O(1).
 fn check_gradients<B: DepthwiseBackend>(backend: &str) {
     let device: B::Device = Default::default();
     let case = &cases()[0];
@@ -196,11 +186,11 @@ fn check_gradients<B: DepthwiseBackend>(backend: &str) {
             &format!("{backend} gradient of {param}"),
             &got,
             &expected,
-            gradient_tolerance(param),
+            1e-3,
         );
         checked += 1;
     }
-    assert!(checked >= 8, "only {checked} gradients in the fixture");
+    assert!(checked >= 10, "only {checked} gradients in the fixture");
 }
 
 #[test]
@@ -212,6 +202,12 @@ fn v2_gradients_match_pytorch_on_ndarray() {
 #[test]
 fn v2_gradients_match_pytorch_on_flex() {
     check_gradients::<burn::backend::Flex>("flex");
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn v2_gradients_match_pytorch_on_wgpu() {
+    check_gradients::<burn::backend::Wgpu>("wgpu");
 }
 
 #[test]
