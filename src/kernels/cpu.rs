@@ -1,6 +1,7 @@
 //! Fast depthwise conv2d kernels on dense NCHW `f32` slices.
 //!
-//! Work is split with rayon over `(batch, channel)` planes. Along the width each kernel
+//! Stride 1 goes to [`cpu_unit_stride`]'s zero-bordered plane kernels; other strides use
+//! the row kernels here. Work is split with rayon over `(batch, channel)` planes. Along the width each kernel
 //! tap touches one contiguous run of output columns (computed once per call in
 //! [`ColumnSpan`]), so the inner loops have no padding checks and, at stride 1, are plain
 //! slice zips the compiler vectorises. The weight gradient reduces over the batch in
@@ -8,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::DepthwiseShape;
+use super::{DepthwiseShape, cpu_unit_stride};
 
 /// For one kernel column tap: the output columns `[lo, hi)` whose input column is inside the
 /// image, and the input column read by output column `lo`.
@@ -139,12 +140,15 @@ pub fn forward(
     let [kh, kw] = s.kernel;
     let oc = s.out_channels();
     let sw = s.options.stride[1];
-    let spans = column_spans(s);
     debug_assert_eq!(x.len(), s.batch * s.channels * in_h * in_w);
     debug_assert_eq!(out.len(), s.batch * oc * out_h * out_w);
     if out.is_empty() {
         return;
     }
+    if s.options.stride == [1, 1] {
+        return cpu_unit_stride::forward(s, x, weight, bias, out);
+    }
+    let spans = column_spans(s);
     out.par_chunks_mut(out_h * out_w)
         .enumerate()
         .for_each(|(plane, out_plane)| {
@@ -179,10 +183,13 @@ pub fn x_backward(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], grad:
     let [kh, kw] = s.kernel;
     let oc = s.out_channels();
     let sw = s.options.stride[1];
-    let spans = column_spans(s);
     if grad.is_empty() {
         return;
     }
+    if s.options.stride == [1, 1] {
+        return cpu_unit_stride::x_backward(s, weight, output_grad, grad);
+    }
+    let spans = column_spans(s);
     grad.par_chunks_mut(in_h * in_w)
         .enumerate()
         .for_each(|(plane, grad_plane)| {
@@ -217,6 +224,9 @@ pub fn weight_backward(s: &DepthwiseShape, x: &[f32], output_grad: &[f32], grad:
     let [out_h, out_w] = s.output;
     let [kh, kw] = s.kernel;
     let oc = s.out_channels();
+    if s.options.stride == [1, 1] {
+        return cpu_unit_stride::weight_backward(s, x, output_grad, grad);
+    }
     let sw = s.options.stride[1];
     let spans = column_spans(s);
     let taps = kh * kw;

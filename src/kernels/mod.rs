@@ -12,6 +12,7 @@
 
 mod autodiff;
 pub mod cpu;
+mod cpu_unit_stride;
 #[cfg(feature = "wgpu")]
 mod cubecl;
 pub mod fallback;

@@ -199,6 +199,30 @@ fn cases_cover_the_required_space() {
         "padding as large as the kernel"
     );
     assert!(all.iter().any(|c| !c.bias), "no bias");
+    // Stride 1 has its own kernels (zero-bordered planes): the same corners there.
+    let unit: Vec<&Case> = all
+        .iter()
+        .filter(|c| c.options.stride == [1, 1])
+        .collect();
+    assert!(unit.len() >= 20, "{} unit-stride cases", unit.len());
+    assert!(
+        unit.iter().any(|c| c.weight[0] == 2 * c.input[1]),
+        "unit stride, multiplier 2"
+    );
+    assert!(
+        unit.iter()
+            .any(|c| c.options.padding[0] > c.options.dilation[0] * (c.weight[2] - 1)),
+        "unit stride, padding beyond the dilated kernel"
+    );
+    assert!(
+        unit.iter().any(|c| c.options.dilation == [2, 2]),
+        "unit stride, dilation 2"
+    );
+    assert!(
+        unit.iter().any(|c| c.input[2] == 1 && c.input[3] == 1),
+        "unit stride, 1x1 map"
+    );
+    assert!(unit.iter().any(|c| c.input[3] >= 32), "unit stride, wide map");
 }
 
 #[test]

@@ -1,0 +1,241 @@
+//! Unit-stride depthwise kernels on zero-bordered planes.
+//!
+//! At stride 1 every kernel tap reads the padded input at a fixed distance from the
+//! output position once both use the padded row length `wp`: output `(oh, ow)` is element
+//! `oh * wp + ow` of a flat run and tap `(i, j)` reads element
+//! `oh * wp + ow + i * dh * wp + j * dw` of the padded plane. Copying a plane into a
+//! zero-bordered buffer thus turns the whole plane into one run of [`LANES`]-wide blocks,
+//! each summing every tap in registers: no padding checks, no per-row loops, and no
+//! read-modify-write of the output per tap, so 4×4 and 8×8 maps vectorise as well as large
+//! ones. The `wp - out_w` columns past each output row are computed and dropped.
+//!
+//! The input gradient is the same correlation, of the output gradient (bordered so that
+//! the result has the input's size) with the kernel flipped; the weight gradient is one
+//! dot product per tap between the output gradient, laid out with row length `wp` and
+//! zeros in the dropped columns, and the padded input.
+
+use rayon::prelude::*;
+
+use super::DepthwiseShape;
+
+/// Width of the blocks summed in registers.
+const LANES: usize = 8;
+
+/// A plane of `rows × cols` placed in a zeroed buffer of `height × width` rows, its element
+/// `(0, 0)` at `(top, left)`; negative offsets crop it (only ever parts no output reads).
+#[derive(Clone, Copy, Debug)]
+struct Border {
+    height: usize,
+    width: usize,
+    top: isize,
+    left: isize,
+}
+
+impl Border {
+    /// Buffer length: the plane plus room for the last block's over-read.
+    fn len(&self) -> usize {
+        self.height * self.width + 2 * LANES
+    }
+
+    /// Writes `plane` (`rows × cols`, row-major) into `buffer`, zeros elsewhere.
+    fn fill(&self, plane: &[f32], rows: usize, cols: usize, buffer: &mut Vec<f32>) {
+        buffer.clear();
+        buffer.resize(self.len(), 0.0);
+        let first_col = (-self.left).max(0) as usize;
+        let dst_col = self.left.max(0) as usize;
+        if first_col >= cols || dst_col >= self.width {
+            return;
+        }
+        let count = (cols - first_col).min(self.width - dst_col);
+        for r in 0..rows {
+            let dst_row = r as isize + self.top;
+            if dst_row < 0 || dst_row as usize >= self.height {
+                continue;
+            }
+            let src = &plane[r * cols + first_col..][..count];
+            buffer[dst_row as usize * self.width + dst_col..][..count].copy_from_slice(src);
+        }
+    }
+}
+
+/// The flat offset of every tap in a buffer of row length `width`.
+fn tap_offsets(s: &DepthwiseShape, width: usize) -> Vec<usize> {
+    let [kh, kw] = s.kernel;
+    let [dh, dw] = s.options.dilation;
+    (0..kh * kw)
+        .map(|t| (t / kw) * dh * width + (t % kw) * dw)
+        .collect()
+}
+
+/// Length of the flat run holding `rows × cols` outputs with row length `width`, rounded
+/// up to whole blocks.
+fn run_len(rows: usize, cols: usize, width: usize) -> usize {
+    ((rows - 1) * width + cols).next_multiple_of(LANES)
+}
+
+/// `acc[q] += sum_t weights[t] * padded[q + offsets[t]]` for every `q` in `acc`
+/// (`acc.len()` a multiple of [`LANES`]).
+fn correlate(padded: &[f32], offsets: &[usize], weights: &[f32], acc: &mut [f32]) {
+    for (block, out) in acc.chunks_exact_mut(LANES).enumerate() {
+        let base = block * LANES;
+        let mut sum = [0.0f32; LANES];
+        for (&offset, &w) in offsets.iter().zip(weights) {
+            let x: &[f32; LANES] = padded[base + offset..][..LANES].try_into().unwrap();
+            for k in 0..LANES {
+                sum[k] += w * x[k];
+            }
+        }
+        for k in 0..LANES {
+            out[k] += sum[k];
+        }
+    }
+}
+
+/// `sum_q a[q] * b[q]` with [`LANES`] partial sums (`a.len()` a multiple of [`LANES`]).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sum = [0.0f32; LANES];
+    for (a, b) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
+        for k in 0..LANES {
+            sum[k] += a[k] * b[k];
+        }
+    }
+    sum.iter().sum()
+}
+
+/// The padded input plane's geometry.
+fn input_border(s: &DepthwiseShape) -> Border {
+    let [ph, pw] = s.options.padding;
+    Border {
+        height: s.input[0] + 2 * ph,
+        width: s.input[1] + 2 * pw,
+        top: ph as isize,
+        left: pw as isize,
+    }
+}
+
+/// Scratch buffers reused by the planes of one rayon work item.
+type Scratch = (Vec<f32>, Vec<f32>);
+
+/// Forward into `out` (`[N, C*m, out_h, out_w]`, fully overwritten).
+pub fn forward(
+    s: &DepthwiseShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let [in_h, in_w] = s.input;
+    let [out_h, out_w] = s.output;
+    let taps = s.kernel[0] * s.kernel[1];
+    let m = s.multiplier;
+    let border = input_border(s);
+    let offsets = tap_offsets(s, border.width);
+    let len = run_len(out_h, out_w, border.width);
+    // One work item per input plane: its `m` output planes are contiguous.
+    out.par_chunks_mut(m * out_h * out_w)
+        .enumerate()
+        .for_each_init(Scratch::default, |(padded, acc), (plane, out_planes)| {
+            border.fill(&x[plane * in_h * in_w..][..in_h * in_w], in_h, in_w, padded);
+            let c = plane % s.channels;
+            for (k, out_plane) in out_planes.chunks_exact_mut(out_h * out_w).enumerate() {
+                let o = c * m + k;
+                acc.clear();
+                acc.resize(len, 0.0);
+                correlate(padded, &offsets, &weight[o * taps..][..taps], acc);
+                let b = bias.map_or(0.0, |b| b[o]);
+                for (oh, row) in out_plane.chunks_exact_mut(out_w).enumerate() {
+                    for (y, &v) in row.iter_mut().zip(&acc[oh * border.width..]) {
+                        *y = v + b;
+                    }
+                }
+            }
+        });
+}
+
+/// Input gradient into `grad` (`[N, C, H, W]`, fully overwritten).
+pub fn x_backward(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], grad: &mut [f32]) {
+    let [in_h, in_w] = s.input;
+    let [out_h, out_w] = s.output;
+    let [kh, kw] = s.kernel;
+    let [dh, dw] = s.options.dilation;
+    let [ph, pw] = s.options.padding;
+    let taps = kh * kw;
+    let m = s.multiplier;
+    // Output gradient placed so that output (oh, ow) lands where the flipped kernel's
+    // taps find it from every input position it was read by.
+    let border = Border {
+        height: in_h + (kh - 1) * dh,
+        width: in_w + (kw - 1) * dw,
+        top: ((kh - 1) * dh) as isize - ph as isize,
+        left: ((kw - 1) * dw) as isize - pw as isize,
+    };
+    let offsets = tap_offsets(s, border.width);
+    let flipped: Vec<f32> = weight
+        .chunks_exact(taps)
+        .flat_map(|w| w.iter().rev().copied())
+        .collect();
+    let len = run_len(in_h, in_w, border.width);
+    grad.par_chunks_mut(in_h * in_w)
+        .enumerate()
+        .for_each_init(Scratch::default, |(padded, acc), (plane, grad_plane)| {
+            let (n, c) = (plane / s.channels, plane % s.channels);
+            acc.clear();
+            acc.resize(len, 0.0);
+            for o in c * m..(c + 1) * m {
+                let g = &output_grad[(n * s.out_channels() + o) * out_h * out_w..][..out_h * out_w];
+                border.fill(g, out_h, out_w, padded);
+                correlate(padded, &offsets, &flipped[o * taps..][..taps], acc);
+            }
+            for (ih, row) in grad_plane.chunks_exact_mut(in_w).enumerate() {
+                row.copy_from_slice(&acc[ih * border.width..][..in_w]);
+            }
+        });
+}
+
+/// Weight gradient into `grad` (`[C*m, 1, kh, kw]`, fully overwritten).
+pub fn weight_backward(s: &DepthwiseShape, x: &[f32], output_grad: &[f32], grad: &mut [f32]) {
+    let [in_h, in_w] = s.input;
+    let [out_h, out_w] = s.output;
+    let taps = s.kernel[0] * s.kernel[1];
+    let oc = s.out_channels();
+    let border = input_border(s);
+    let offsets = tap_offsets(s, border.width);
+    let len = run_len(out_h, out_w, border.width);
+    // The output gradient with row length `wp`: zeros in the columns no output has.
+    let spread = Border {
+        height: out_h,
+        width: border.width,
+        top: 0,
+        left: 0,
+    };
+    // Split the batch so that there are several work items per thread even when the
+    // layer has few channels; each item writes its own partial sums, reduced below.
+    let threads = rayon::current_num_threads().max(1);
+    let chunks = (4 * threads).div_ceil(oc).clamp(1, s.batch.max(1));
+    let per_chunk = s.batch.div_ceil(chunks).max(1);
+    let chunks = s.batch.div_ceil(per_chunk).max(1);
+    let mut partial = vec![0.0f32; chunks * oc * taps];
+    partial.par_chunks_mut(taps).enumerate().for_each_init(
+        Scratch::default,
+        |(padded, spread_grad), (item, acc)| {
+            let (chunk, o) = (item / oc, item % oc);
+            let c = o / s.multiplier;
+            for n in chunk * per_chunk..((chunk + 1) * per_chunk).min(s.batch) {
+                let x_plane = &x[(n * s.channels + c) * in_h * in_w..][..in_h * in_w];
+                let g_plane = &output_grad[(n * oc + o) * out_h * out_w..][..out_h * out_w];
+                border.fill(x_plane, in_h, in_w, padded);
+                spread.fill(g_plane, out_h, out_w, spread_grad);
+                let g = &spread_grad[..len];
+                for (a, &offset) in acc.iter_mut().zip(&offsets) {
+                    *a += dot(g, &padded[offset..][..len]);
+                }
+            }
+        },
+    );
+    grad.fill(0.0);
+    for chunk in partial.chunks_exact(oc * taps) {
+        for (g, p) in grad.iter_mut().zip(chunk) {
+            *g += p;
+        }
+    }
+}
