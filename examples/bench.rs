@@ -19,7 +19,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Distribution, Int, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::Parser;
 use dwconv::backend::{BACKEND_NAME, DefaultBackend, default_device};
 use dwconv::kernels::{DepthwiseBackend, DepthwiseOptions, fallback};
@@ -175,30 +175,27 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 type Prim = FloatTensor<DefaultBackend>;
 
-/// Median milliseconds of `f` over `repeats` runs after one warm-up; `f` returns tensors
-/// that are read back so that lazy backends finish their work.
+/// Median milliseconds of `f` over `repeats` runs after one warm-up. Each run ends with
+/// the backend's `sync`, so that queued GPU work is counted; CPU backends are eager. The
+/// outputs are dropped after it (reading them back, e.g. summing them, would add a serial
+/// pass over every output that PyTorch's timing does not have).
 fn time(repeats: u32, mut f: impl FnMut() -> Vec<Prim>) -> f64 {
-    let sync = |outs: Vec<Prim>| {
-        for p in outs {
-            let t = Tensor::<DefaultBackend, 1>::from_primitive(TensorPrimitive::Float(p));
-            let _ = t.sum().into_scalar();
-        }
+    let device = default_device();
+    let mut run = || {
+        let outputs = f();
+        DefaultBackend::sync(&device).expect("backend sync");
+        drop(outputs);
     };
-    sync(f());
+    run();
     median(
         (0..repeats)
             .map(|_| {
                 let start = Instant::now();
-                sync(f());
+                run();
                 start.elapsed().as_secs_f64() * 1e3
             })
             .collect(),
     )
-}
-
-fn flat(p: Prim) -> Prim {
-    let t = Tensor::<DefaultBackend, 4>::from_primitive(TensorPrimitive::Float(p));
-    t.flatten::<1>(0, 3).into_primitive().tensor()
 }
 
 fn main() {
@@ -232,12 +229,12 @@ fn main() {
             .tensor();
         type B = DefaultBackend;
         let ours_fwd = time(args.repeats, || {
-            vec![flat(<B as DepthwiseBackend>::depthwise_conv2d(
+            vec![<B as DepthwiseBackend>::depthwise_conv2d(
                 x.clone(),
                 weight.clone(),
                 Some(bias.clone()),
                 options,
-            ))]
+            )]
         });
         let ours_fb = time(args.repeats, || {
             let y = <B as DepthwiseBackend>::depthwise_conv2d(
@@ -247,19 +244,14 @@ fn main() {
                 options,
             );
             vec![
-                flat(y),
-                flat(B::depthwise_conv2d_x_backward(
+                y,
+                B::depthwise_conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options),
+                B::depthwise_conv2d_weight_backward(
                     x.clone(),
                     weight.clone(),
                     grad.clone(),
                     options,
-                )),
-                flat(B::depthwise_conv2d_weight_backward(
-                    x.clone(),
-                    weight.clone(),
-                    grad.clone(),
-                    options,
-                )),
+                ),
                 B::depthwise_conv2d_bias_backward(grad.clone()),
             ]
         });
@@ -267,33 +259,23 @@ fn main() {
             (None, None)
         } else {
             let fwd = time(args.repeats, || {
-                vec![flat(fallback::forward::<B>(
+                vec![fallback::forward::<B>(
                     x.clone(),
                     weight.clone(),
                     Some(bias.clone()),
                     options,
-                ))]
+                )]
             });
             let fb = time(args.repeats, || {
                 vec![
-                    flat(fallback::forward::<B>(
-                        x.clone(),
-                        weight.clone(),
-                        Some(bias.clone()),
-                        options,
-                    )),
-                    flat(fallback::x_backward::<B>(
+                    fallback::forward::<B>(x.clone(), weight.clone(), Some(bias.clone()), options),
+                    fallback::x_backward::<B>(x.clone(), weight.clone(), grad.clone(), options),
+                    fallback::weight_backward::<B>(
                         x.clone(),
                         weight.clone(),
                         grad.clone(),
                         options,
-                    )),
-                    flat(fallback::weight_backward::<B>(
-                        x.clone(),
-                        weight.clone(),
-                        grad.clone(),
-                        options,
-                    )),
+                    ),
                     fallback::bias_backward::<B>(grad.clone()),
                 ]
             });

@@ -37,10 +37,14 @@ impl Border {
         self.height * self.width + 2 * LANES
     }
 
-    /// Writes `plane` (`rows × cols`, row-major) into `buffer`, zeros elsewhere.
+    /// Writes `plane` (`rows × cols`, row-major) into `buffer`, zeros elsewhere. A buffer
+    /// already filled through this border keeps its zeros: every plane of a call writes
+    /// the same cells, so only the first fill clears it.
     fn fill(&self, plane: &[f32], rows: usize, cols: usize, buffer: &mut Vec<f32>) {
-        buffer.clear();
-        buffer.resize(self.len(), 0.0);
+        if buffer.len() != self.len() {
+            buffer.clear();
+            buffer.resize(self.len(), 0.0);
+        }
         let first_col = (-self.left).max(0) as usize;
         let dst_col = self.left.max(0) as usize;
         if first_col >= cols || dst_col >= self.width {
@@ -73,21 +77,38 @@ fn run_len(rows: usize, cols: usize, width: usize) -> usize {
     ((rows - 1) * width + cols).next_multiple_of(LANES)
 }
 
-/// `acc[q] += sum_t weights[t] * padded[q + offsets[t]]` for every `q` in `acc`
-/// (`acc.len()` a multiple of [`LANES`]).
-fn correlate(padded: &[f32], offsets: &[usize], weights: &[f32], acc: &mut [f32]) {
+/// `acc[q] = start[q] + sum_t weights[t] * padded[q + offsets[t]]` for every `q` in `acc`
+/// (`acc.len()` a multiple of [`LANES`]), where `start` is `acc` itself when `accumulate`
+/// and `init` otherwise.
+fn correlate(
+    padded: &[f32],
+    offsets: &[usize],
+    weights: &[f32],
+    init: f32,
+    accumulate: bool,
+    acc: &mut [f32],
+) {
     for (block, out) in acc.chunks_exact_mut(LANES).enumerate() {
         let base = block * LANES;
-        let mut sum = [0.0f32; LANES];
+        let mut sum = [init; LANES];
+        if accumulate {
+            sum.copy_from_slice(out);
+        }
         for (&offset, &w) in offsets.iter().zip(weights) {
             let x: &[f32; LANES] = padded[base + offset..][..LANES].try_into().unwrap();
             for k in 0..LANES {
                 sum[k] += w * x[k];
             }
         }
-        for k in 0..LANES {
-            out[k] += sum[k];
-        }
+        out.copy_from_slice(&sum);
+    }
+}
+
+/// Makes `acc` `len` long; its values are left for the next [`correlate`] to overwrite.
+fn size_acc(acc: &mut Vec<f32>, len: usize) {
+    if acc.len() != len {
+        acc.clear();
+        acc.resize(len, 0.0);
     }
 }
 
@@ -139,14 +160,11 @@ pub fn forward(
             let c = plane % s.channels;
             for (k, out_plane) in out_planes.chunks_exact_mut(out_h * out_w).enumerate() {
                 let o = c * m + k;
-                acc.clear();
-                acc.resize(len, 0.0);
-                correlate(padded, &offsets, &weight[o * taps..][..taps], acc);
+                size_acc(acc, len);
                 let b = bias.map_or(0.0, |b| b[o]);
+                correlate(padded, &offsets, &weight[o * taps..][..taps], b, false, acc);
                 for (oh, row) in out_plane.chunks_exact_mut(out_w).enumerate() {
-                    for (y, &v) in row.iter_mut().zip(&acc[oh * border.width..]) {
-                        *y = v + b;
-                    }
+                    row.copy_from_slice(&acc[oh * border.width..][..out_w]);
                 }
             }
         });
@@ -175,21 +193,28 @@ pub fn x_backward(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], grad:
         .flat_map(|w| w.iter().rev().copied())
         .collect();
     let len = run_len(in_h, in_w, border.width);
-    grad.par_chunks_mut(in_h * in_w)
-        .enumerate()
-        .for_each_init(Scratch::default, |(padded, acc), (plane, grad_plane)| {
+    grad.par_chunks_mut(in_h * in_w).enumerate().for_each_init(
+        Scratch::default,
+        |(padded, acc), (plane, grad_plane)| {
             let (n, c) = (plane / s.channels, plane % s.channels);
-            acc.clear();
-            acc.resize(len, 0.0);
-            for o in c * m..(c + 1) * m {
+            size_acc(acc, len);
+            for (k, o) in (c * m..(c + 1) * m).enumerate() {
                 let g = &output_grad[(n * s.out_channels() + o) * out_h * out_w..][..out_h * out_w];
                 border.fill(g, out_h, out_w, padded);
-                correlate(padded, &offsets, &flipped[o * taps..][..taps], acc);
+                correlate(
+                    padded,
+                    &offsets,
+                    &flipped[o * taps..][..taps],
+                    0.0,
+                    k > 0,
+                    acc,
+                );
             }
             for (ih, row) in grad_plane.chunks_exact_mut(in_w).enumerate() {
                 row.copy_from_slice(&acc[ih * border.width..][..in_w]);
             }
-        });
+        },
+    );
 }
 
 /// Weight gradient into `grad` (`[C*m, 1, kh, kw]`, fully overwritten).

@@ -200,10 +200,7 @@ fn cases_cover_the_required_space() {
     );
     assert!(all.iter().any(|c| !c.bias), "no bias");
     // Stride 1 has its own kernels (zero-bordered planes): the same corners there.
-    let unit: Vec<&Case> = all
-        .iter()
-        .filter(|c| c.options.stride == [1, 1])
-        .collect();
+    let unit: Vec<&Case> = all.iter().filter(|c| c.options.stride == [1, 1]).collect();
     assert!(unit.len() >= 20, "{} unit-stride cases", unit.len());
     assert!(
         unit.iter().any(|c| c.weight[0] == 2 * c.input[1]),
@@ -222,7 +219,10 @@ fn cases_cover_the_required_space() {
         unit.iter().any(|c| c.input[2] == 1 && c.input[3] == 1),
         "unit stride, 1x1 map"
     );
-    assert!(unit.iter().any(|c| c.input[3] >= 32), "unit stride, wide map");
+    assert!(
+        unit.iter().any(|c| c.input[3] >= 32),
+        "unit stride, wide map"
+    );
 }
 
 #[test]
