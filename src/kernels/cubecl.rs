@@ -34,6 +34,9 @@ fn fit_dim<B: burn::tensor::backend::Backend, const D: usize>(
     Tensor::cat(vec![t, zeros], dim)
 }
 
+/// Pointwise conv through the default (Burn `matmul`) implementations.
+impl<F: FloatElement, I: IntElement, BT: BoolElement> super::PointwiseBackend for Gpu<F, I, BT> {}
+
 /// Fused BatchNorm + activation through the default (Burn tensor op) implementations.
 impl<F: FloatElement, I: IntElement, BT: BoolElement> super::NormActBackend for Gpu<F, I, BT> {}
 

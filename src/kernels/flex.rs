@@ -16,13 +16,8 @@ impl HostTensors for Flex {
         tensor.to_contiguous().as_slice::<f32>().map(f)
     }
 
-    fn from_f32(data: Vec<f32>, shape: [usize; 4]) -> FloatTensor<Self> {
+    fn from_f32<const D: usize>(data: Vec<f32>, shape: [usize; D]) -> FloatTensor<Self> {
         FlexTensor::from_data(TensorData::new(data, shape))
-    }
-
-    fn from_f32_vec(data: Vec<f32>) -> FloatTensor<Self> {
-        let len = data.len();
-        FlexTensor::from_data(TensorData::new(data, [len]))
     }
 }
 

@@ -4,11 +4,14 @@
 //! `Vec`), and [`impl_depthwise_on_host!`] turns that into a `DepthwiseBackend` impl.
 //! Tensors that are not `f32` go to the [`fallback`](super::fallback) path.
 
+use burn::tensor::TensorMetadata;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 
 use super::norm_act::NormActBackend;
 use super::norm_act_cpu::{self, Planes};
+use super::pointwise::PointwiseBackend;
+use super::pointwise_cpu::{self, PointwiseShape};
 use super::{DepthwiseOptions, DepthwiseShape, cpu, fallback, primitive_dims};
 use crate::nn::Activation;
 
@@ -19,10 +22,13 @@ pub(crate) trait HostTensors: Backend {
     fn with_f32<R>(tensor: &FloatTensor<Self>, f: impl FnOnce(&[f32]) -> R) -> Option<R>;
 
     /// A float tensor of the given shape owning `data` (row-major).
-    fn from_f32(data: Vec<f32>, shape: [usize; 4]) -> FloatTensor<Self>;
+    fn from_f32<const D: usize>(data: Vec<f32>, shape: [usize; D]) -> FloatTensor<Self>;
 
     /// A rank-1 float tensor owning `data`.
-    fn from_f32_vec(data: Vec<f32>) -> FloatTensor<Self>;
+    fn from_f32_vec(data: Vec<f32>) -> FloatTensor<Self> {
+        let len = data.len();
+        Self::from_f32(data, [len])
+    }
 }
 
 fn geometry<B: Backend>(
@@ -105,6 +111,77 @@ pub(crate) fn bias_backward<B: HostTensors>(output_grad: FloatTensor<B>) -> Floa
     match done {
         Some(()) => B::from_f32_vec(grad),
         None => fallback::bias_backward::<B>(output_grad),
+    }
+}
+
+fn pointwise_shape<B: Backend>(x: &FloatTensor<B>, out_channels: usize) -> PointwiseShape {
+    let [batch, in_channels, h, w] = primitive_dims::<B>(x);
+    PointwiseShape {
+        batch,
+        channels: [in_channels, out_channels],
+        pixels: h * w,
+    }
+}
+
+fn weight_dims<B: Backend>(weight: &FloatTensor<B>) -> [usize; 2] {
+    weight.shape().dims::<2>()
+}
+
+pub(crate) fn pointwise_forward<B: HostTensors + PointwiseBackend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let [cout, _] = weight_dims::<B>(&weight);
+    let s = pointwise_shape::<B>(&x, cout);
+    let [n, _, h, w] = primitive_dims::<B>(&x);
+    let mut out = vec![0.0f32; n * cout * s.pixels];
+    let done = B::with_f32(&x, |xs| {
+        B::with_f32(&weight, |ws| pointwise_cpu::forward(s, xs, ws, &mut out))
+    });
+    match done.flatten() {
+        Some(()) => B::from_f32(out, [n, cout, h, w]),
+        None => super::pointwise::fallback_forward::<B>(x, weight),
+    }
+}
+
+pub(crate) fn pointwise_x_backward<B: HostTensors + PointwiseBackend>(
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let [cout, cin] = weight_dims::<B>(&weight);
+    let [n, _, h, w] = primitive_dims::<B>(&output_grad);
+    let s = PointwiseShape {
+        batch: n,
+        channels: [cin, cout],
+        pixels: h * w,
+    };
+    let mut grad = vec![0.0f32; n * cin * s.pixels];
+    let done = B::with_f32(&weight, |ws| {
+        B::with_f32(&output_grad, |gs| {
+            pointwise_cpu::x_backward(s, ws, gs, &mut grad)
+        })
+    });
+    match done.flatten() {
+        Some(()) => B::from_f32(grad, [n, cin, h, w]),
+        None => super::pointwise::fallback_x_backward::<B>(weight, output_grad),
+    }
+}
+
+pub(crate) fn pointwise_weight_backward<B: HostTensors + PointwiseBackend>(
+    x: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let cout = primitive_dims::<B>(&output_grad)[1];
+    let s = pointwise_shape::<B>(&x, cout);
+    let mut grad = vec![0.0f32; cout * s.channels[0]];
+    let done = B::with_f32(&x, |xs| {
+        B::with_f32(&output_grad, |gs| {
+            pointwise_cpu::weight_backward(s, xs, gs, &mut grad)
+        })
+    });
+    match done.flatten() {
+        Some(()) => B::from_f32(grad, [cout, s.channels[0]]),
+        None => super::pointwise::fallback_weight_backward::<B>(x, output_grad),
     }
 }
 
@@ -215,7 +292,8 @@ pub(crate) fn channel_affine_act<B: HostTensors + NormActBackend>(
     super::norm_act::fallback_channel_affine_act::<B>(x, scale, shift, activation)
 }
 
-/// Implements `DepthwiseBackend` for a [`HostTensors`] backend with the CPU kernels.
+/// Implements `DepthwiseBackend`, `PointwiseBackend` and `NormActBackend` for a
+/// [`HostTensors`] backend with the CPU kernels.
 macro_rules! impl_depthwise_on_host {
     ($backend:ty) => {
         impl $crate::kernels::DepthwiseBackend for $backend {
@@ -248,6 +326,29 @@ macro_rules! impl_depthwise_on_host {
 
             fn depthwise_conv2d_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
                 $crate::kernels::host::bias_backward::<Self>(output_grad)
+            }
+        }
+
+        impl $crate::kernels::PointwiseBackend for $backend {
+            fn pointwise_conv2d(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+            ) -> FloatTensor<Self> {
+                $crate::kernels::host::pointwise_forward::<Self>(x, weight)
+            }
+
+            fn pointwise_conv2d_x_backward(
+                weight: FloatTensor<Self>,
+                output_grad: FloatTensor<Self>,
+            ) -> FloatTensor<Self> {
+                $crate::kernels::host::pointwise_x_backward::<Self>(weight, output_grad)
+            }
+
+            fn pointwise_conv2d_weight_backward(
+                x: FloatTensor<Self>,
+                output_grad: FloatTensor<Self>,
+            ) -> FloatTensor<Self> {
+                $crate::kernels::host::pointwise_weight_backward::<Self>(x, output_grad)
             }
         }
 

@@ -25,11 +25,18 @@ mod ndarray;
 mod norm_act;
 mod norm_act_autodiff;
 pub mod norm_act_cpu;
+mod pointwise;
+pub mod pointwise_cpu;
 pub mod reference;
 
 pub use norm_act::{
     NormActBackend, fallback_batch_norm_act, fallback_batch_norm_act_backward,
     fallback_channel_affine_act,
+};
+pub use pointwise::{
+    PointwiseBackend, fallback_forward as fallback_pointwise_forward,
+    fallback_weight_backward as fallback_pointwise_weight_backward,
+    fallback_x_backward as fallback_pointwise_x_backward, pointwise_conv2d,
 };
 
 use burn::tensor::backend::Backend;
@@ -174,9 +181,9 @@ impl DepthwiseShape {
 /// Depthwise conv2d on primitives, plus its backward ops.
 ///
 /// Every method has a default that delegates to Burn's grouped `conv2d` ops, so a backend
-/// needs only `impl DepthwiseBackend for MyBackend {}` to take part; fast backends override
+/// needs only empty `impl`s of it, [`NormActBackend`] and [`PointwiseBackend`] to take part; fast backends override
 /// them. Shapes are checked once, in [`depthwise_conv2d`], before any method is called.
-pub trait DepthwiseBackend: Backend + NormActBackend {
+pub trait DepthwiseBackend: Backend + NormActBackend + PointwiseBackend {
     /// Forward: `x [N, C, H, W]`, `weight [C*m, 1, kh, kw]`, `bias [C*m]`
     /// → `[N, C*m, out_h, out_w]`.
     fn depthwise_conv2d(

@@ -27,13 +27,8 @@ impl HostTensors for NdArray {
         })
     }
 
-    fn from_f32(data: Vec<f32>, shape: [usize; 4]) -> FloatTensor<Self> {
+    fn from_f32<const D: usize>(data: Vec<f32>, shape: [usize; D]) -> FloatTensor<Self> {
         NdArrayTensor::from_data(TensorData::new(data, shape))
-    }
-
-    fn from_f32_vec(data: Vec<f32>) -> FloatTensor<Self> {
-        let len = data.len();
-        NdArrayTensor::from_data(TensorData::new(data, [len]))
     }
 }
 

@@ -3,6 +3,8 @@ use burn::module::{Initializer, Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
+use crate::kernels::{PointwiseBackend, pointwise_conv2d};
+
 /// Configuration of a [`PointwiseConv2d`].
 #[derive(Config, Debug)]
 pub struct PointwiseConv2dConfig {
@@ -19,8 +21,9 @@ pub struct PointwiseConv2dConfig {
 /// 1×1 convolution that mixes channels, computed as a matrix product.
 ///
 /// Burn's `conv2d` with a 1×1 kernel is a direct loop on some backends (20–800× slower than
-/// `matmul` on ndarray), so this layer multiplies `[out, in]` weights with the input viewed
-/// as `[N, in, H*W]`.
+/// `matmul` on ndarray), so this layer multiplies `[out, in]` weights with each image
+/// viewed as `[in, H*W]`, through [`crate::kernels::pointwise_conv2d`] (strided GEMMs on
+/// the CPU backends, Burn's `matmul` elsewhere).
 ///
 /// - input: `[N, in_channels, H, W]`
 /// - output: `[N, out_channels, H, W]`
@@ -66,33 +69,20 @@ impl PointwiseConv2dConfig {
     }
 }
 
-impl<B: Backend> PointwiseConv2d<B> {
+impl<B: PointwiseBackend> PointwiseConv2d<B> {
     /// `[N, in, H, W]` → `[N, out, H, W]`.
     ///
     /// # Panics
     /// On a wrong channel count (see [`Self::try_forward`]).
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [n, c, h, w] = input.dims();
-        let [out, expected] = self.weight.dims();
-        assert_eq!(
-            c, expected,
-            "PointwiseConv2d expects {expected} input channels, got input [{n}, {c}, {h}, {w}]"
-        );
-        if h * w == 1 {
-            // One pixel per image: a single `[N, in] x [in, out]` product.
-            let y = self.forward_vectors(input.reshape([n, c]));
-            return y.reshape([n, out, 1, 1]);
-        }
-        let y = self
-            .weight
-            .val()
-            .unsqueeze::<3>()
-            .matmul(input.reshape([n, c, h * w]));
-        let y = match &self.bias {
-            Some(bias) => y + bias.val().reshape([1, out, 1]),
+        let y = pointwise_conv2d(input, self.weight.val());
+        match &self.bias {
+            Some(bias) => {
+                let out = self.out_channels();
+                y + bias.val().reshape([1, out, 1, 1])
+            }
             None => y,
-        };
-        y.reshape([n, out, h, w])
+        }
     }
 
     /// Checked [`Self::forward`].
@@ -100,7 +90,9 @@ impl<B: Backend> PointwiseConv2d<B> {
         crate::nn::check_channels("PointwiseConv2d", input.dims(), self.in_channels())?;
         Ok(self.forward(input))
     }
+}
 
+impl<B: Backend> PointwiseConv2d<B> {
     /// The same layer on per-image channel vectors: `[N, in]` → `[N, out]`.
     pub fn forward_vectors(&self, input: Tensor<B, 2>) -> Tensor<B, 2> {
         let y = input.matmul(self.weight.val().transpose());

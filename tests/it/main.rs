@@ -6,5 +6,6 @@ mod kernels;
 mod models;
 mod modules;
 mod norm_act;
+mod pointwise;
 mod torchvision;
 mod training;

@@ -1,0 +1,163 @@
+//! The pointwise (1×1) convolution op as a Burn backend extension.
+//!
+//! Burn has no 1×1 conv op of its own: its `conv2d` is a direct loop on some backends, and
+//! a `matmul` of `[1, out, in]` weights with `[N, in, H*W]` inputs (what
+//! [`PointwiseBackend`]'s defaults do) back-propagates through transposed copies and an
+//! `[N, out, in]` weight-gradient intermediate. CPU backends override the defaults with
+//! [`pointwise_cpu`](super::pointwise_cpu)'s strided GEMMs; [`Autodiff`] records one node
+//! per call.
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+/// Pointwise conv on primitives, plus its backward ops. Every method has a default built
+/// on Burn's `matmul`, so `impl PointwiseBackend for MyBackend {}` is a correct backend.
+pub trait PointwiseBackend: Backend {
+    /// `x [N, in, H, W]`, `weight [out, in]` → `[N, out, H, W]`.
+    fn pointwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        fallback_forward::<Self>(x, weight)
+    }
+
+    /// Gradient with respect to the input, `[N, in, H, W]`, from `output_grad [N, out, H, W]`.
+    fn pointwise_conv2d_x_backward(
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        fallback_x_backward::<Self>(weight, output_grad)
+    }
+
+    /// Gradient with respect to the weight, `[out, in]`.
+    fn pointwise_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        fallback_weight_backward::<Self>(x, output_grad)
+    }
+}
+
+/// [`PointwiseBackend::pointwise_conv2d`] through Burn's `matmul`.
+pub fn fallback_forward<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>) -> FloatTensor<B> {
+    let x = float::<B, 4>(x);
+    let [n, c, h, w] = x.dims();
+    let weight = float::<B, 2>(weight);
+    let out = weight.dims()[0];
+    let y = weight.unsqueeze::<3>().matmul(x.reshape([n, c, h * w]));
+    y.reshape([n, out, h, w]).into_primitive().tensor()
+}
+
+/// [`PointwiseBackend::pointwise_conv2d_x_backward`] through Burn's `matmul`.
+pub fn fallback_x_backward<B: Backend>(
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let dy = float::<B, 4>(output_grad);
+    let [n, out, h, w] = dy.dims();
+    let weight = float::<B, 2>(weight);
+    let c = weight.dims()[1];
+    let dx = weight
+        .transpose()
+        .unsqueeze::<3>()
+        .matmul(dy.reshape([n, out, h * w]));
+    dx.reshape([n, c, h, w]).into_primitive().tensor()
+}
+
+/// [`PointwiseBackend::pointwise_conv2d_weight_backward`] through Burn's `matmul`.
+pub fn fallback_weight_backward<B: Backend>(
+    x: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let x = float::<B, 4>(x);
+    let [n, c, h, w] = x.dims();
+    let dy = float::<B, 4>(output_grad);
+    let out = dy.dims()[1];
+    let dw = dy
+        .reshape([n, out, h * w])
+        .matmul(x.reshape([n, c, h * w]).swap_dims(1, 2))
+        .sum_dim(0);
+    dw.reshape([out, c]).into_primitive().tensor()
+}
+
+fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// Pointwise 2-D convolution, the op behind [`crate::nn::PointwiseConv2d`]:
+/// `x [N, in, H, W]`, `weight [out, in]` → `[N, out, H, W]`.
+///
+/// # Panics
+/// When `weight`'s second dimension is not `x`'s channel count.
+pub fn pointwise_conv2d<B: PointwiseBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 2>,
+) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let [out, expected] = weight.dims();
+    assert_eq!(
+        c, expected,
+        "pointwise conv with [{out}, {expected}] weights expects {expected} input channels, got input [{n}, {c}, {h}, {w}]"
+    );
+    let y = B::pointwise_conv2d(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+    );
+    float::<B, 4>(y)
+}
+
+#[derive(Debug)]
+struct PointwiseNode;
+
+impl<B: PointwiseBackend> Backward<B, 2> for PointwiseNode {
+    /// The forward's input and weight.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_weight] = ops.parents;
+        let (x, weight) = ops.state;
+        let output_grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_x {
+            let grad = B::pointwise_conv2d_x_backward(weight, output_grad.clone());
+            grads.register::<B>(node.id, grad);
+        }
+        if let Some(node) = node_weight {
+            grads.register::<B>(node.id, B::pointwise_conv2d_weight_backward(x, output_grad));
+        }
+    }
+}
+
+impl<B: PointwiseBackend, C: CheckpointStrategy> PointwiseBackend for Autodiff<B, C> {
+    fn pointwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let prep = PointwiseNode
+            .prepare::<C>([x.node.clone(), weight.node.clone()])
+            .compute_bound()
+            .stateful();
+        let output = B::pointwise_conv2d(x.primitive.clone(), weight.primitive.clone());
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish((x.primitive, weight.primitive), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
+    // Reached only through double differentiation, which this crate does not support:
+    // untracked, on the inner backend's values.
+    fn pointwise_conv2d_x_backward(
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let grad = B::pointwise_conv2d_x_backward(weight.primitive, output_grad.primitive);
+        <Self as AutodiffBackend>::from_inner(grad)
+    }
+
+    fn pointwise_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let grad = B::pointwise_conv2d_weight_backward(x.primitive, output_grad.primitive);
+        <Self as AutodiffBackend>::from_inner(grad)
+    }
+}

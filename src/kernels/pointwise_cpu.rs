@@ -1,0 +1,223 @@
+//! Pointwise (1×1) convolution on dense NCHW `f32` slices, as matrix products.
+//!
+//! Image `n` of a `[N, C, H, W]` tensor is a `C × HW` matrix, so the forward pass is
+//! `out[n] = W · x[n]`, the input gradient `dx[n] = Wᵀ · dy[n]` and the weight gradient
+//! `dW = Σ_n dy[n] · x[n]ᵀ`. Transposes are strides handed to the GEMM, never copies, and
+//! the weight gradient accumulates in place (no `[N, out, in]` intermediate). With 1×1
+//! maps the batch itself is the matrix dimension: one product for the whole batch.
+
+use rayon::prelude::*;
+
+/// A matrix view: `rows × cols` elements of `data`, element `(i, j)` at
+/// `i * row_stride + j * col_stride`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// The shape of one side of a product, with the slice length it needs.
+fn last_index(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
+    (rows - 1) * row_stride + (cols - 1) * col_stride
+}
+
+/// `c = a · b + beta · c`, where `c` is a dense row-major `a.rows × b.cols` matrix.
+fn gemm(a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "inner dimensions");
+    assert_eq!(c.len(), m * n, "output size");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.iter_mut().for_each(|v| *v *= beta);
+        return;
+    }
+    assert!(
+        a.data.len() > last_index(m, k, a.row_stride, a.col_stride),
+        "lhs bounds"
+    );
+    assert!(
+        b.data.len() > last_index(k, n, b.row_stride, b.col_stride),
+        "rhs bounds"
+    );
+    // SAFETY: every element sgemm reads (`a`: m×k, `b`: k×n, at the given strides) and
+    // writes (`c`: m×n, row-major, distinct elements) lies inside its slice, checked by
+    // the asserts above; the slices do not overlap (`c` is borrowed mutably).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr(),
+            a.row_stride as isize,
+            a.col_stride as isize,
+            b.data.as_ptr(),
+            b.row_stride as isize,
+            b.col_stride as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// Geometry of a pointwise conv: `batch` images of `pixels` positions, `channels`
+/// `[in, out]`.
+#[derive(Clone, Copy, Debug)]
+pub struct PointwiseShape {
+    /// Batch size.
+    pub batch: usize,
+    /// `[in_channels, out_channels]`.
+    pub channels: [usize; 2],
+    /// `H * W`.
+    pub pixels: usize,
+}
+
+/// Forward into `out` (`[N, out, HW]`, fully overwritten): `x [N, in, HW]`,
+/// `weight [out, in]`.
+pub fn forward(s: PointwiseShape, x: &[f32], weight: &[f32], out: &mut [f32]) {
+    let [cin, cout] = s.channels;
+    let p = s.pixels;
+    let w = Mat {
+        data: weight,
+        rows: cout,
+        cols: cin,
+        row_stride: cin,
+        col_stride: 1,
+    };
+    if p == 1 {
+        // out as [N, out] = x [N, in] · Wᵀ.
+        let xt = Mat {
+            data: x,
+            rows: s.batch,
+            cols: cin,
+            row_stride: cin,
+            col_stride: 1,
+        };
+        let wt = Mat {
+            rows: cin,
+            cols: cout,
+            row_stride: 1,
+            col_stride: cin,
+            ..w
+        };
+        return gemm(xt, wt, 0.0, out);
+    }
+    out.par_chunks_mut(cout * p)
+        .zip(x.par_chunks(cin * p))
+        .for_each(|(out, x)| {
+            let x = Mat {
+                data: x,
+                rows: cin,
+                cols: p,
+                row_stride: p,
+                col_stride: 1,
+            };
+            gemm(w, x, 0.0, out);
+        });
+}
+
+/// Input gradient into `grad` (`[N, in, HW]`, fully overwritten).
+pub fn x_backward(s: PointwiseShape, weight: &[f32], output_grad: &[f32], grad: &mut [f32]) {
+    let [cin, cout] = s.channels;
+    let p = s.pixels;
+    if p == 1 {
+        // dx as [N, in] = dy [N, out] · W.
+        let dy = Mat {
+            data: output_grad,
+            rows: s.batch,
+            cols: cout,
+            row_stride: cout,
+            col_stride: 1,
+        };
+        let w = Mat {
+            data: weight,
+            rows: cout,
+            cols: cin,
+            row_stride: cin,
+            col_stride: 1,
+        };
+        return gemm(dy, w, 0.0, grad);
+    }
+    let wt = Mat {
+        data: weight,
+        rows: cin,
+        cols: cout,
+        row_stride: 1,
+        col_stride: cin,
+    };
+    grad.par_chunks_mut(cin * p)
+        .zip(output_grad.par_chunks(cout * p))
+        .for_each(|(grad, dy)| {
+            let dy = Mat {
+                data: dy,
+                rows: cout,
+                cols: p,
+                row_stride: p,
+                col_stride: 1,
+            };
+            gemm(wt, dy, 0.0, grad);
+        });
+}
+
+/// Weight gradient into `grad` (`[out, in]`, fully overwritten).
+pub fn weight_backward(s: PointwiseShape, x: &[f32], output_grad: &[f32], grad: &mut [f32]) {
+    let [cin, cout] = s.channels;
+    let p = s.pixels;
+    if p == 1 || s.batch == 0 {
+        // dW = dyᵀ [out, N] · x [N, in].
+        let dyt = Mat {
+            data: output_grad,
+            rows: cout,
+            cols: s.batch,
+            row_stride: 1,
+            col_stride: cout,
+        };
+        let x = Mat {
+            data: x,
+            rows: s.batch,
+            cols: cin,
+            row_stride: cin,
+            col_stride: 1,
+        };
+        return gemm(dyt, x, 0.0, grad);
+    }
+    // One partial sum per chunk of images, accumulated in place, then reduced.
+    let chunks = rayon::current_num_threads().clamp(1, s.batch);
+    let per_chunk = s.batch.div_ceil(chunks);
+    let mut partial = vec![0.0f32; chunks * cout * cin];
+    partial
+        .par_chunks_mut(cout * cin)
+        .enumerate()
+        .for_each(|(chunk, acc)| {
+            for n in chunk * per_chunk..((chunk + 1) * per_chunk).min(s.batch) {
+                let dy = Mat {
+                    data: &output_grad[n * cout * p..][..cout * p],
+                    rows: cout,
+                    cols: p,
+                    row_stride: p,
+                    col_stride: 1,
+                };
+                let xt = Mat {
+                    data: &x[n * cin * p..][..cin * p],
+                    rows: p,
+                    cols: cin,
+                    row_stride: 1,
+                    col_stride: p,
+                };
+                gemm(dy, xt, 1.0, acc);
+            }
+        });
+    grad.copy_from_slice(&partial[..cout * cin]);
+    for chunk in partial.chunks_exact(cout * cin).skip(1) {
+        for (g, v) in grad.iter_mut().zip(chunk) {
+            *g += v;
+        }
+    }
+}
