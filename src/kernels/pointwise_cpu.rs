@@ -19,7 +19,31 @@ struct Mat<'a> {
     col_stride: usize,
 }
 
-/// The shape of one side of a product, with the slice length it needs.
+impl<'a> Mat<'a> {
+    /// A dense row-major `rows × cols` matrix.
+    fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Mat {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose: the same elements with the strides swapped.
+    fn t(self) -> Self {
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+/// Offset of the last element of a `rows × cols` view with the given strides.
 fn last_index(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
     (rows - 1) * row_stride + (cols - 1) * col_stride
 }
@@ -79,91 +103,36 @@ pub struct PointwiseShape {
     pub pixels: usize,
 }
 
+/// `outputs[n] = a · inputs[n]` for every image: `inputs` `[N, a.cols, p]`, `outputs`
+/// `[N, a.rows, p]`, images in parallel.
+fn each_image(a: Mat, inputs: &[f32], outputs: &mut [f32], p: usize) {
+    outputs
+        .par_chunks_mut(a.rows * p)
+        .zip(inputs.par_chunks(a.cols * p))
+        .for_each(|(out, x)| gemm(a, Mat::dense(x, a.cols, p), 0.0, out));
+}
+
 /// Forward into `out` (`[N, out, HW]`, fully overwritten): `x [N, in, HW]`,
 /// `weight [out, in]`.
 pub fn forward(s: PointwiseShape, x: &[f32], weight: &[f32], out: &mut [f32]) {
     let [cin, cout] = s.channels;
-    let p = s.pixels;
-    let w = Mat {
-        data: weight,
-        rows: cout,
-        cols: cin,
-        row_stride: cin,
-        col_stride: 1,
-    };
-    if p == 1 {
+    let w = Mat::dense(weight, cout, cin);
+    if s.pixels == 1 {
         // out as [N, out] = x [N, in] · Wᵀ.
-        let xt = Mat {
-            data: x,
-            rows: s.batch,
-            cols: cin,
-            row_stride: cin,
-            col_stride: 1,
-        };
-        let wt = Mat {
-            rows: cin,
-            cols: cout,
-            row_stride: 1,
-            col_stride: cin,
-            ..w
-        };
-        return gemm(xt, wt, 0.0, out);
+        return gemm(Mat::dense(x, s.batch, cin), w.t(), 0.0, out);
     }
-    out.par_chunks_mut(cout * p)
-        .zip(x.par_chunks(cin * p))
-        .for_each(|(out, x)| {
-            let x = Mat {
-                data: x,
-                rows: cin,
-                cols: p,
-                row_stride: p,
-                col_stride: 1,
-            };
-            gemm(w, x, 0.0, out);
-        });
+    each_image(w, x, out, s.pixels);
 }
 
 /// Input gradient into `grad` (`[N, in, HW]`, fully overwritten).
 pub fn x_backward(s: PointwiseShape, weight: &[f32], output_grad: &[f32], grad: &mut [f32]) {
     let [cin, cout] = s.channels;
-    let p = s.pixels;
-    if p == 1 {
+    let w = Mat::dense(weight, cout, cin);
+    if s.pixels == 1 {
         // dx as [N, in] = dy [N, out] · W.
-        let dy = Mat {
-            data: output_grad,
-            rows: s.batch,
-            cols: cout,
-            row_stride: cout,
-            col_stride: 1,
-        };
-        let w = Mat {
-            data: weight,
-            rows: cout,
-            cols: cin,
-            row_stride: cin,
-            col_stride: 1,
-        };
-        return gemm(dy, w, 0.0, grad);
+        return gemm(Mat::dense(output_grad, s.batch, cout), w, 0.0, grad);
     }
-    let wt = Mat {
-        data: weight,
-        rows: cin,
-        cols: cout,
-        row_stride: 1,
-        col_stride: cin,
-    };
-    grad.par_chunks_mut(cin * p)
-        .zip(output_grad.par_chunks(cout * p))
-        .for_each(|(grad, dy)| {
-            let dy = Mat {
-                data: dy,
-                rows: cout,
-                cols: p,
-                row_stride: p,
-                col_stride: 1,
-            };
-            gemm(wt, dy, 0.0, grad);
-        });
+    each_image(w.t(), output_grad, grad, s.pixels);
 }
 
 /// Weight gradient into `grad` (`[out, in]`, fully overwritten).
@@ -172,21 +141,8 @@ pub fn weight_backward(s: PointwiseShape, x: &[f32], output_grad: &[f32], grad: 
     let p = s.pixels;
     if p == 1 || s.batch == 0 {
         // dW = dyᵀ [out, N] · x [N, in].
-        let dyt = Mat {
-            data: output_grad,
-            rows: cout,
-            cols: s.batch,
-            row_stride: 1,
-            col_stride: cout,
-        };
-        let x = Mat {
-            data: x,
-            rows: s.batch,
-            cols: cin,
-            row_stride: cin,
-            col_stride: 1,
-        };
-        return gemm(dyt, x, 0.0, grad);
+        let dy = Mat::dense(output_grad, s.batch, cout);
+        return gemm(dy.t(), Mat::dense(x, s.batch, cin), 0.0, grad);
     }
     // One partial sum per chunk of images, accumulated in place, then reduced.
     let chunks = rayon::current_num_threads().clamp(1, s.batch);
@@ -197,21 +153,9 @@ pub fn weight_backward(s: PointwiseShape, x: &[f32], output_grad: &[f32], grad: 
         .enumerate()
         .for_each(|(chunk, acc)| {
             for n in chunk * per_chunk..((chunk + 1) * per_chunk).min(s.batch) {
-                let dy = Mat {
-                    data: &output_grad[n * cout * p..][..cout * p],
-                    rows: cout,
-                    cols: p,
-                    row_stride: p,
-                    col_stride: 1,
-                };
-                let xt = Mat {
-                    data: &x[n * cin * p..][..cin * p],
-                    rows: p,
-                    cols: cin,
-                    row_stride: 1,
-                    col_stride: p,
-                };
-                gemm(dy, xt, 1.0, acc);
+                let dy = Mat::dense(&output_grad[n * cout * p..][..cout * p], cout, p);
+                let x = Mat::dense(&x[n * cin * p..][..cin * p], cin, p);
+                gemm(dy, x.t(), 1.0, acc);
             }
         });
     grad.copy_from_slice(&partial[..cout * cin]);
