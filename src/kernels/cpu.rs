@@ -1,15 +1,15 @@
-//! Fast depthwise conv2d kernels on dense NCHW `f32` slices.
+//! Fast depthwise conv2d kernels on dense NCHW `f32` slices, split with rayon over
+//! `(batch, channel)` planes.
 //!
-//! Stride 1 goes to [`cpu_unit_stride`]'s zero-bordered plane kernels; other strides use
-//! the row kernels here. Work is split with rayon over `(batch, channel)` planes. Along the width each kernel
-//! tap touches one contiguous run of output columns (computed once per call in
-//! [`ColumnSpan`]), so the inner loops have no padding checks and, at stride 1, are plain
-//! slice zips the compiler vectorises. The weight gradient reduces over the batch in
-//! parallel chunks, so few-channel layers still use every thread.
+//! The forward pass and the weight gradient (any stride), and the input gradient at stride
+//! 1, are [`cpu_planes`]'s zero-bordered plane kernels. The input gradient at larger
+//! strides is a scatter by rows here: along the width each kernel tap touches one
+//! contiguous run of output columns (computed once per call in [`ColumnSpan`]), so the
+//! inner loops have no padding checks.
 
 use rayon::prelude::*;
 
-use super::{DepthwiseShape, cpu_unit_stride};
+use super::{DepthwiseShape, cpu_planes};
 
 /// For one kernel column tap: the output columns `[lo, hi)` whose input column is inside the
 /// image, and the input column read by output column `lo`.
@@ -70,21 +70,6 @@ fn input_row(s: &DepthwiseShape, oh: usize, i: usize) -> Option<usize> {
     (pos >= pad && pos - pad < s.input[0]).then(|| pos - pad)
 }
 
-/// `out[t] += w * x[t * stride]` for every `t` in `out`.
-#[inline]
-fn axpy_strided(out: &mut [f32], x: &[f32], stride: usize, w: f32) {
-    if stride == 1 {
-        let x = &x[..out.len()];
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o += w * v;
-        }
-    } else {
-        for (o, v) in out.iter_mut().zip(x.iter().step_by(stride)) {
-            *o += w * v;
-        }
-    }
-}
-
 /// `x[t * stride] += w * g[t]` for every `t` in `g` (the scatter of the input gradient).
 #[inline]
 fn scatter_strided(x: &mut [f32], g: &[f32], stride: usize, w: f32) {
@@ -99,34 +84,6 @@ fn scatter_strided(x: &mut [f32], g: &[f32], stride: usize, w: f32) {
     }
 }
 
-/// `sum_t g[t] * x[t * stride]`, with eight partial sums so the stride-1 case vectorises.
-#[inline]
-fn dot_strided(g: &[f32], x: &[f32], stride: usize) -> f32 {
-    if stride == 1 {
-        let x = &x[..g.len()];
-        let mut acc = [0.0f32; 8];
-        let gc = g.chunks_exact(8);
-        let xc = x.chunks_exact(8);
-        let tail: f32 = gc
-            .remainder()
-            .iter()
-            .zip(xc.remainder())
-            .map(|(a, b)| a * b)
-            .sum();
-        for (ga, xa) in gc.zip(xc) {
-            for k in 0..8 {
-                acc[k] += ga[k] * xa[k];
-            }
-        }
-        acc.iter().sum::<f32>() + tail
-    } else {
-        g.iter()
-            .zip(x.iter().step_by(stride))
-            .map(|(a, b)| a * b)
-            .sum()
-    }
-}
-
 /// Forward into `out` (`[N, C*m, out_h, out_w]`, fully overwritten).
 pub fn forward(
     s: &DepthwiseShape,
@@ -135,45 +92,12 @@ pub fn forward(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    let [in_h, in_w] = s.input;
-    let [out_h, out_w] = s.output;
-    let [kh, kw] = s.kernel;
-    let oc = s.out_channels();
-    let sw = s.options.stride[1];
-    debug_assert_eq!(x.len(), s.batch * s.channels * in_h * in_w);
-    debug_assert_eq!(out.len(), s.batch * oc * out_h * out_w);
-    if out.is_empty() {
-        return;
-    }
-    if s.options.stride == [1, 1] {
-        return cpu_unit_stride::forward(s, x, weight, bias, out);
-    }
-    let spans = column_spans(s);
-    out.par_chunks_mut(out_h * out_w)
-        .enumerate()
-        .for_each(|(plane, out_plane)| {
-            let (n, o) = (plane / oc, plane % oc);
-            let c = o / s.multiplier;
-            let x_plane = &x[(n * s.channels + c) * in_h * in_w..][..in_h * in_w];
-            let w = &weight[o * kh * kw..][..kh * kw];
-            out_plane.fill(bias.map_or(0.0, |b| b[o]));
-            for (oh, out_row) in out_plane.chunks_exact_mut(out_w).enumerate() {
-                for i in 0..kh {
-                    let Some(ih) = input_row(s, oh, i) else {
-                        continue;
-                    };
-                    let x_row = &x_plane[ih * in_w..][..in_w];
-                    for (j, span) in spans.iter().enumerate() {
-                        axpy_strided(
-                            &mut out_row[span.lo..span.hi],
-                            &x_row[span.input_start..],
-                            sw,
-                            w[i * kw + j],
-                        );
-                    }
-                }
-            }
-        });
+    debug_assert_eq!(x.len(), s.batch * s.channels * s.input[0] * s.input[1]);
+    debug_assert_eq!(
+        out.len(),
+        s.batch * s.out_channels() * s.output[0] * s.output[1]
+    );
+    cpu_planes::forward(s, x, weight, bias, out);
 }
 
 /// Input gradient into `grad` (`[N, C, H, W]`, fully overwritten).
@@ -187,7 +111,7 @@ pub fn x_backward(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], grad:
         return;
     }
     if s.options.stride == [1, 1] {
-        return cpu_unit_stride::x_backward(s, weight, output_grad, grad);
+        return cpu_planes::x_backward(s, weight, output_grad, grad);
     }
     let spans = column_spans(s);
     grad.par_chunks_mut(in_h * in_w)
@@ -220,55 +144,7 @@ pub fn x_backward(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], grad:
 
 /// Weight gradient into `grad` (`[C*m, 1, kh, kw]`, fully overwritten).
 pub fn weight_backward(s: &DepthwiseShape, x: &[f32], output_grad: &[f32], grad: &mut [f32]) {
-    let [in_h, in_w] = s.input;
-    let [out_h, out_w] = s.output;
-    let [kh, kw] = s.kernel;
-    let oc = s.out_channels();
-    if s.options.stride == [1, 1] {
-        return cpu_unit_stride::weight_backward(s, x, output_grad, grad);
-    }
-    let sw = s.options.stride[1];
-    let spans = column_spans(s);
-    let taps = kh * kw;
-    // Split the batch so that there are several work items per thread even when the
-    // layer has few channels; each item writes its own partial sums, reduced below.
-    let threads = rayon::current_num_threads().max(1);
-    let chunks = (4 * threads).div_ceil(oc).clamp(1, s.batch.max(1));
-    let per_chunk = s.batch.div_ceil(chunks).max(1);
-    let chunks = s.batch.div_ceil(per_chunk).max(1);
-    let mut partial = vec![0.0f32; chunks * oc * taps];
-    partial
-        .par_chunks_mut(taps)
-        .enumerate()
-        .for_each(|(item, acc)| {
-            let (chunk, o) = (item / oc, item % oc);
-            let c = o / s.multiplier;
-            for n in chunk * per_chunk..((chunk + 1) * per_chunk).min(s.batch) {
-                let x_plane = &x[(n * s.channels + c) * in_h * in_w..][..in_h * in_w];
-                let g_plane = &output_grad[(n * oc + o) * out_h * out_w..][..out_h * out_w];
-                for (oh, g_row) in g_plane.chunks_exact(out_w).enumerate() {
-                    for i in 0..kh {
-                        let Some(ih) = input_row(s, oh, i) else {
-                            continue;
-                        };
-                        let x_row = &x_plane[ih * in_w..][..in_w];
-                        for (j, span) in spans.iter().enumerate() {
-                            acc[i * kw + j] += dot_strided(
-                                &g_row[span.lo..span.hi],
-                                &x_row[span.input_start..],
-                                sw,
-                            );
-                        }
-                    }
-                }
-            }
-        });
-    grad.fill(0.0);
-    for chunk in partial.chunks_exact(oc * taps) {
-        for (g, p) in grad.iter_mut().zip(chunk) {
-            *g += p;
-        }
-    }
+    cpu_planes::weight_backward(s, x, output_grad, grad);
 }
 
 /// Bias gradient into `grad` (`[C*m]`): the output gradient summed over batch and space.

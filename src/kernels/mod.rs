@@ -12,7 +12,7 @@
 
 mod autodiff;
 pub mod cpu;
-mod cpu_unit_stride;
+mod cpu_planes;
 #[cfg(feature = "wgpu")]
 mod cubecl;
 pub mod fallback;

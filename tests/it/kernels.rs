@@ -199,7 +199,8 @@ fn cases_cover_the_required_space() {
         "padding as large as the kernel"
     );
     assert!(all.iter().any(|c| !c.bias), "no bias");
-    // Stride 1 has its own kernels (zero-bordered planes): the same corners there.
+    // Stride 1 has its own input-gradient kernel (the flipped correlation): the same
+    // corners there.
     let unit: Vec<&Case> = all.iter().filter(|c| c.options.stride == [1, 1]).collect();
     assert!(unit.len() >= 20, "{} unit-stride cases", unit.len());
     assert!(

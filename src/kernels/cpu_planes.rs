@@ -1,4 +1,4 @@
-//! Unit-stride depthwise kernels on zero-bordered planes.
+//! Depthwise kernels on zero-bordered planes.
 //!
 //! At stride 1 every kernel tap reads the padded input at a fixed distance from the
 //! output position once both use the padded row length `wp`: output `(oh, ow)` is element
@@ -9,10 +9,15 @@
 //! read-modify-write of the output per tap, so 4×4 and 8×8 maps vectorise as well as large
 //! ones. The `wp - out_w` columns past each output row are computed and dropped.
 //!
-//! The input gradient is the same correlation, of the output gradient (bordered so that
-//! the result has the input's size) with the kernel flipped; the weight gradient is one
-//! dot product per tap between the output gradient, laid out with row length `wp` and
-//! zeros in the dropped columns, and the padded input.
+//! At stride `(sh, sw)` the padded plane is first split into its `sh * sw` stride phases
+//! (phase `(a, b)` holds padded rows `a, a + sh, ...` and columns `b, b + sw, ...`, see
+//! [`Phases`]): in phase coordinates every tap is again a fixed offset, into the phase its
+//! `(i * dh, j * dw)` falls in, so the same blocks compute only the outputs there are.
+//!
+//! The input gradient at stride 1 is the same correlation, of the output gradient
+//! (bordered so that the result has the input's size) with the kernel flipped; the weight
+//! gradient is one dot product per tap between the output gradient, laid out with the
+//! phases' row length and zeros in the dropped columns, and the phase planes.
 
 use rayon::prelude::*;
 
@@ -62,13 +67,103 @@ impl Border {
     }
 }
 
-/// The flat offset of every tap in a buffer of row length `width`.
+/// The flat offset of every tap in a buffer of row length `width` (stride 1).
 fn tap_offsets(s: &DepthwiseShape, width: usize) -> Vec<usize> {
     let [kh, kw] = s.kernel;
     let [dh, dw] = s.options.dilation;
     (0..kh * kw)
         .map(|t| (t / kw) * dh * width + (t % kw) * dw)
         .collect()
+}
+
+/// The zero-padded input plane split into its stride phases, one after the other in one
+/// buffer: phase `(a, b)` is the `rows × width` plane of padded rows `a + r * sh` and
+/// columns `b + c * sw`. Output `(oh, ow)` is element `oh * width + ow` of a flat run, and
+/// tap `(i, j)` reads that element of its phase shifted by `(i * dh / sh, j * dw / sw)`.
+/// One phase, the padded plane itself, at stride 1.
+#[derive(Clone, Copy, Debug)]
+struct Phases {
+    input: [usize; 2],
+    padding: [usize; 2],
+    stride: [usize; 2],
+    rows: usize,
+    width: usize,
+}
+
+impl Phases {
+    fn new(s: &DepthwiseShape) -> Self {
+        let [ph, pw] = s.options.padding;
+        let [sh, sw] = s.options.stride;
+        Phases {
+            input: s.input,
+            padding: s.options.padding,
+            stride: s.options.stride,
+            rows: (s.input[0] + 2 * ph).div_ceil(sh),
+            width: (s.input[1] + 2 * pw).div_ceil(sw),
+        }
+    }
+
+    fn phase_len(&self) -> usize {
+        self.rows * self.width
+    }
+
+    /// Buffer length: every phase plus room for the last block's over-read.
+    fn len(&self) -> usize {
+        self.stride[0] * self.stride[1] * self.phase_len() + 2 * LANES
+    }
+
+    /// The flat offset of every tap: its phase's start plus its shift inside the phase.
+    fn tap_offsets(&self, s: &DepthwiseShape) -> Vec<usize> {
+        let [kh, kw] = s.kernel;
+        let [dh, dw] = s.options.dilation;
+        let [sh, sw] = self.stride;
+        (0..kh * kw)
+            .map(|t| {
+                let (r, c) = ((t / kw) * dh, (t % kw) * dw);
+                let phase = (r % sh) * sw + c % sw;
+                phase * self.phase_len() + (r / sh) * self.width + c / sw
+            })
+            .collect()
+    }
+
+    /// Writes an input plane (`input[0] × input[1]`, row-major) into `buffer`, zeros
+    /// elsewhere; as with [`Border::fill`], only the first fill of a buffer clears it.
+    fn fill(&self, plane: &[f32], buffer: &mut Vec<f32>) {
+        if buffer.len() != self.len() {
+            buffer.clear();
+            buffer.resize(self.len(), 0.0);
+        }
+        let [h, w] = self.input;
+        let [ph, pw] = self.padding;
+        let [sh, sw] = self.stride;
+        if sh == 1 && sw == 1 {
+            for (ih, row) in plane.chunks_exact(w).enumerate() {
+                buffer[(ih + ph) * self.width + pw..][..w].copy_from_slice(row);
+            }
+            return;
+        }
+        for a in 0..sh {
+            for b in 0..sw {
+                let phase = &mut buffer[(a * sw + b) * self.phase_len()..][..self.phase_len()];
+                // First phase column inside the image, and the input column it holds.
+                let first = pw.saturating_sub(b).div_ceil(sw);
+                let start = first * sw + b - pw;
+                if start >= w {
+                    continue;
+                }
+                for (r, dst) in phase.chunks_exact_mut(self.width).enumerate() {
+                    let padded_row = r * sh + a;
+                    if padded_row < ph || padded_row - ph >= h {
+                        continue;
+                    }
+                    let src = &plane[(padded_row - ph) * w..][start..w];
+                    for (d, &v) in dst[first..].iter_mut().zip(src.iter().step_by(sw)) {
+                        *d = v;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Length of the flat run holding `rows × cols` outputs with row length `width`, rounded
@@ -123,17 +218,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum.iter().sum()
 }
 
-/// The padded input plane's geometry.
-fn input_border(s: &DepthwiseShape) -> Border {
-    let [ph, pw] = s.options.padding;
-    Border {
-        height: s.input[0] + 2 * ph,
-        width: s.input[1] + 2 * pw,
-        top: ph as isize,
-        left: pw as isize,
-    }
-}
-
 /// Scratch buffers reused by the planes of one rayon work item.
 type Scratch = (Vec<f32>, Vec<f32>);
 
@@ -149,14 +233,14 @@ pub fn forward(
     let [out_h, out_w] = s.output;
     let taps = s.kernel[0] * s.kernel[1];
     let m = s.multiplier;
-    let border = input_border(s);
-    let offsets = tap_offsets(s, border.width);
-    let len = run_len(out_h, out_w, border.width);
+    let phases = Phases::new(s);
+    let offsets = phases.tap_offsets(s);
+    let len = run_len(out_h, out_w, phases.width);
     // One work item per input plane: its `m` output planes are contiguous.
     out.par_chunks_mut(m * out_h * out_w)
         .enumerate()
         .for_each_init(Scratch::default, |(padded, acc), (plane, out_planes)| {
-            border.fill(&x[plane * in_h * in_w..][..in_h * in_w], in_h, in_w, padded);
+            phases.fill(&x[plane * in_h * in_w..][..in_h * in_w], padded);
             let c = plane % s.channels;
             for (k, out_plane) in out_planes.chunks_exact_mut(out_h * out_w).enumerate() {
                 let o = c * m + k;
@@ -164,13 +248,13 @@ pub fn forward(
                 let b = bias.map_or(0.0, |b| b[o]);
                 correlate(padded, &offsets, &weight[o * taps..][..taps], b, false, acc);
                 for (oh, row) in out_plane.chunks_exact_mut(out_w).enumerate() {
-                    row.copy_from_slice(&acc[oh * border.width..][..out_w]);
+                    row.copy_from_slice(&acc[oh * phases.width..][..out_w]);
                 }
             }
         });
 }
 
-/// Input gradient into `grad` (`[N, C, H, W]`, fully overwritten).
+/// Input gradient into `grad` (`[N, C, H, W]`, fully overwritten), at stride 1.
 pub fn x_backward(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], grad: &mut [f32]) {
     let [in_h, in_w] = s.input;
     let [out_h, out_w] = s.output;
@@ -223,13 +307,13 @@ pub fn weight_backward(s: &DepthwiseShape, x: &[f32], output_grad: &[f32], grad:
     let [out_h, out_w] = s.output;
     let taps = s.kernel[0] * s.kernel[1];
     let oc = s.out_channels();
-    let border = input_border(s);
-    let offsets = tap_offsets(s, border.width);
-    let len = run_len(out_h, out_w, border.width);
-    // The output gradient with row length `wp`: zeros in the columns no output has.
+    let phases = Phases::new(s);
+    let offsets = phases.tap_offsets(s);
+    let len = run_len(out_h, out_w, phases.width);
+    // The output gradient with the phases' row length: zeros in the columns no output has.
     let spread = Border {
         height: out_h,
-        width: border.width,
+        width: phases.width,
         top: 0,
         left: 0,
     };
@@ -248,7 +332,7 @@ pub fn weight_backward(s: &DepthwiseShape, x: &[f32], output_grad: &[f32], grad:
             for n in chunk * per_chunk..((chunk + 1) * per_chunk).min(s.batch) {
                 let x_plane = &x[(n * s.channels + c) * in_h * in_w..][..in_h * in_w];
                 let g_plane = &output_grad[(n * oc + o) * out_h * out_w..][..out_h * out_w];
-                border.fill(x_plane, in_h, in_w, padded);
+                phases.fill(x_plane, padded);
                 spread.fill(g_plane, out_h, out_w, spread_grad);
                 let g = &spread_grad[..len];
                 for (a, &offset) in acc.iter_mut().zip(&offsets) {
