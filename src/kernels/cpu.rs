@@ -2,9 +2,9 @@
 //! `(batch, channel)` planes.
 //!
 //! The forward pass and the weight gradient (any stride), and the input gradient at stride
-//! 1, are [`cpu_planes`]'s zero-bordered plane kernels. The input gradient at larger
+//! 1, are the `cpu_planes` module's zero-bordered plane kernels. The input gradient at larger
 //! strides is a scatter by rows here: along the width each kernel tap touches one
-//! contiguous run of output columns (computed once per call in [`ColumnSpan`]), so the
+//! contiguous run of output columns (computed once per call in `ColumnSpan`), so the
 //! inner loops have no padding checks.
 
 use rayon::prelude::*;

@@ -1,5 +1,5 @@
 //! Training: a library function, generic over the autodiff backend, that trains a
-//! [`MobileNet`](crate::models::MobileNet) on the synthetic shapes or an image folder and
+//! [`crate::models::MobileNet`] on the synthetic shapes or an image folder and
 //! writes everything a run produces into an artifact directory.
 //!
 //! ```text
