@@ -14,10 +14,11 @@
 //! [`Phases`]): in phase coordinates every tap is again a fixed offset, into the phase its
 //! `(i * dh, j * dw)` falls in, so the same blocks compute only the outputs there are.
 //!
-//! The input gradient at stride 1 is the same correlation, of the output gradient
-//! (bordered so that the result has the input's size) with the kernel flipped; the weight
-//! gradient is one dot product per tap between the output gradient, laid out with the
-//! phases' row length and zeros in the dropped columns, and the phase planes.
+//! The input gradient is the same correlation, of the output gradient (bordered so that
+//! the result has the input's size) with the kernel flipped; at stride > 1, one phase of
+//! the input at a time, with the taps that reach it. The weight gradient is one dot product
+//! per tap between the output gradient, laid out with the phases' row length and zeros in
+//! the dropped columns, and the phase planes.
 
 use rayon::prelude::*;
 
@@ -254,8 +255,23 @@ pub fn forward(
         });
 }
 
-/// Input gradient into `grad` (`[N, C, H, W]`, fully overwritten), at stride 1.
+/// Input gradient into `grad` (`[N, C, H, W]`, fully overwritten).
 pub fn x_backward(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], grad: &mut [f32]) {
+    if s.options.stride == [1, 1] {
+        x_backward_unit_stride(s, weight, output_grad, grad);
+    } else {
+        x_backward_phases(s, weight, output_grad, grad);
+    }
+}
+
+/// The input gradient at stride 1: the output gradient, bordered, correlated with the
+/// flipped kernel.
+fn x_backward_unit_stride(
+    s: &DepthwiseShape,
+    weight: &[f32],
+    output_grad: &[f32],
+    grad: &mut [f32],
+) {
     let [in_h, in_w] = s.input;
     let [out_h, out_w] = s.output;
     let [kh, kw] = s.kernel;
@@ -296,6 +312,84 @@ pub fn x_backward(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], grad:
             }
             for (ih, row) in grad_plane.chunks_exact_mut(in_w).enumerate() {
                 row.copy_from_slice(&acc[ih * border.width..][..in_w]);
+            }
+        },
+    );
+}
+
+/// The input gradient at stride `(sh, sw)`, one stride phase at a time. Padded input
+/// position `(R * sh + a, C * sw + b)` is read by output `(oh, ow)` through tap `(i, j)`
+/// exactly when `i * dh ≡ a (mod sh)`, `j * dw ≡ b (mod sw)` and
+/// `(oh, ow) = (R - i * dh / sh, C - j * dw / sw)` (integer division): so phase `(a, b)` of
+/// the gradient is a unit-stride correlation of the output gradient with that phase's taps.
+/// The phases are computed over the whole padded grid and scattered back to the input.
+fn x_backward_phases(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], grad: &mut [f32]) {
+    let [in_h, in_w] = s.input;
+    let [out_h, out_w] = s.output;
+    let [kh, kw] = s.kernel;
+    let [dh, dw] = s.options.dilation;
+    let [ph, pw] = s.options.padding;
+    let [sh, sw] = s.options.stride;
+    let taps = kh * kw;
+    let m = s.multiplier;
+    let phases = sh * sw;
+    let rows = (in_h + 2 * ph).div_ceil(sh);
+    let cols = (in_w + 2 * pw).div_ceil(sw);
+    // The output gradient shifted by the largest tap shift, so every offset is >= 0.
+    let (top, left) = ((kh - 1) * dh / sh, (kw - 1) * dw / sw);
+    let border = Border {
+        height: rows + top,
+        width: cols + left,
+        top: top as isize,
+        left: left as isize,
+    };
+    let len = run_len(rows, cols, border.width);
+    // Each phase's taps and their offsets in the bordered output gradient.
+    let mut classes = vec![(Vec::new(), Vec::new()); phases];
+    for t in 0..taps {
+        let (r, c) = ((t / kw) * dh, (t % kw) * dw);
+        let (tap_list, offsets) = &mut classes[(r % sh) * sw + c % sw];
+        tap_list.push(t);
+        offsets.push((top - r / sh) * border.width + (left - c / sw));
+    }
+    let class_weights: Vec<Vec<f32>> = (0..s.out_channels() * phases)
+        .map(|i| {
+            let (o, phase) = (i / phases, i % phases);
+            classes[phase]
+                .0
+                .iter()
+                .map(|&t| weight[o * taps + t])
+                .collect()
+        })
+        .collect();
+    grad.par_chunks_mut(in_h * in_w).enumerate().for_each_init(
+        Scratch::default,
+        |(padded, acc), (plane, grad_plane)| {
+            let (n, c) = (plane / s.channels, plane % s.channels);
+            size_acc(acc, phases * len);
+            for (k, o) in (c * m..(c + 1) * m).enumerate() {
+                let g = &output_grad[(n * s.out_channels() + o) * out_h * out_w..][..out_h * out_w];
+                border.fill(g, out_h, out_w, padded);
+                for (phase, run) in acc.chunks_exact_mut(len).enumerate() {
+                    let offsets = &classes[phase].1;
+                    let weights = &class_weights[o * phases + phase];
+                    correlate(padded, offsets, weights, 0.0, k > 0, run);
+                }
+            }
+            // Input row `ih` is row `(ih + ph) / sh` of phases `((ih + ph) % sh, b)`; its
+            // columns `iw ≡ b - pw (mod sw)` are consecutive columns of phase `b`.
+            for (ih, row) in grad_plane.chunks_exact_mut(in_w).enumerate() {
+                let (a, r) = ((ih + ph) % sh, (ih + ph) / sh);
+                for b in 0..sw {
+                    let first = (b + sw - pw % sw) % sw;
+                    if first >= in_w {
+                        continue;
+                    }
+                    let start = (a * sw + b) * len + r * border.width + (first + pw) / sw;
+                    for (value, &v) in row[first..].iter_mut().step_by(sw).zip(&acc[start..]) {
+                        *value = v;
+                    }
+                }
             }
         },
     );

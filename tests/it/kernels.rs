@@ -199,6 +199,23 @@ fn cases_cover_the_required_space() {
         "padding as large as the kernel"
     );
     assert!(all.iter().any(|c| !c.bias), "no bias");
+    // Stride > 1 splits planes into stride phases: phases of different shapes, with
+    // dilated taps and several output channels per input.
+    assert!(
+        all.iter()
+            .any(|c| c.options.stride[0] != c.options.stride[1]),
+        "different strides along height and width"
+    );
+    assert!(
+        all.iter()
+            .any(|c| c.options.stride[0] > 1 && c.options.dilation[0] > 1 && c.weight[2] > 1),
+        "stride and dilation together"
+    );
+    assert!(
+        all.iter()
+            .any(|c| c.options.stride[0] > 1 && c.weight[0] == 2 * c.input[1]),
+        "stride > 1, multiplier 2"
+    );
     // Stride 1 has its own input-gradient kernel (the flipped correlation): the same
     // corners there.
     let unit: Vec<&Case> = all.iter().filter(|c| c.options.stride == [1, 1]).collect();
