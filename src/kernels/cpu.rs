@@ -5,32 +5,19 @@
 
 use rayon::prelude::*;
 
-use super::{DepthwiseShape, cpu_planes};
+use super::DepthwiseShape;
 
-/// Forward into `out` (`[N, C*m, out_h, out_w]`, fully overwritten).
-pub fn forward(
-    s: &DepthwiseShape,
-    x: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-) {
-    debug_assert_eq!(x.len(), s.batch * s.channels * s.input[0] * s.input[1]);
-    debug_assert_eq!(
-        out.len(),
-        s.batch * s.out_channels() * s.output[0] * s.output[1]
-    );
-    cpu_planes::forward(s, x, weight, bias, out);
-}
+pub use super::cpu_planes::{forward, weight_backward, x_backward};
 
-/// Input gradient into `grad` (`[N, C, H, W]`, fully overwritten).
-pub fn x_backward(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], grad: &mut [f32]) {
-    cpu_planes::x_backward(s, weight, output_grad, grad);
-}
-
-/// Weight gradient into `grad` (`[C*m, 1, kh, kw]`, fully overwritten).
-pub fn weight_backward(s: &DepthwiseShape, x: &[f32], output_grad: &[f32], grad: &mut [f32]) {
-    cpu_planes::weight_backward(s, x, output_grad, grad);
+/// `out` = the sum of `partial`'s consecutive `out.len()`-long chunks (per-work-item
+/// partial sums of a reduction).
+pub(crate) fn sum_partials(partial: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for chunk in partial.chunks_exact(out.len()) {
+        for (o, p) in out.iter_mut().zip(chunk) {
+            *o += p;
+        }
+    }
 }
 
 /// Bias gradient into `grad` (`[C*m]`): the output gradient summed over batch and space.

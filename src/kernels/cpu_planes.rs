@@ -68,13 +68,17 @@ impl Border {
     }
 }
 
-/// The flat offset of every tap in a buffer of row length `width` (stride 1).
-fn tap_offsets(s: &DepthwiseShape, width: usize) -> Vec<usize> {
+/// For every tap `(i, j)`, in row-major order: its stride phase
+/// `(i * dh % sh) * sw + j * dw % sw` and its shift `(i * dh / sh, j * dw / sw)` inside that
+/// phase (at stride 1: phase 0 and the dilated tap position).
+fn tap_phases(s: &DepthwiseShape) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
     let [kh, kw] = s.kernel;
     let [dh, dw] = s.options.dilation;
-    (0..kh * kw)
-        .map(|t| (t / kw) * dh * width + (t % kw) * dw)
-        .collect()
+    let [sh, sw] = s.options.stride;
+    (0..kh * kw).map(move |t| {
+        let (r, c) = ((t / kw) * dh, (t % kw) * dw);
+        ((r % sh) * sw + c % sw, r / sh, c / sw)
+    })
 }
 
 /// The zero-padded input plane split into its stride phases, one after the other in one
@@ -115,15 +119,8 @@ impl Phases {
 
     /// The flat offset of every tap: its phase's start plus its shift inside the phase.
     fn tap_offsets(&self, s: &DepthwiseShape) -> Vec<usize> {
-        let [kh, kw] = s.kernel;
-        let [dh, dw] = s.options.dilation;
-        let [sh, sw] = self.stride;
-        (0..kh * kw)
-            .map(|t| {
-                let (r, c) = ((t / kw) * dh, (t % kw) * dw);
-                let phase = (r % sh) * sw + c % sw;
-                phase * self.phase_len() + (r / sh) * self.width + c / sw
-            })
+        tap_phases(s)
+            .map(|(phase, row, col)| phase * self.phase_len() + row * self.width + col)
             .collect()
     }
 
@@ -232,6 +229,8 @@ pub fn forward(
 ) {
     let [in_h, in_w] = s.input;
     let [out_h, out_w] = s.output;
+    debug_assert_eq!(x.len(), s.batch * s.channels * in_h * in_w);
+    debug_assert_eq!(out.len(), s.batch * s.out_channels() * out_h * out_w);
     let taps = s.kernel[0] * s.kernel[1];
     let m = s.multiplier;
     let phases = Phases::new(s);
@@ -287,7 +286,9 @@ fn x_backward_unit_stride(
         top: ((kh - 1) * dh) as isize - ph as isize,
         left: ((kw - 1) * dw) as isize - pw as isize,
     };
-    let offsets = tap_offsets(s, border.width);
+    let offsets: Vec<usize> = tap_phases(s)
+        .map(|(_, row, col)| row * border.width + col)
+        .collect();
     let flipped: Vec<f32> = weight
         .chunks_exact(taps)
         .flat_map(|w| w.iter().rev().copied())
@@ -346,11 +347,10 @@ fn x_backward_phases(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], gr
     let len = run_len(rows, cols, border.width);
     // Each phase's taps and their offsets in the bordered output gradient.
     let mut classes = vec![(Vec::new(), Vec::new()); phases];
-    for t in 0..taps {
-        let (r, c) = ((t / kw) * dh, (t % kw) * dw);
-        let (tap_list, offsets) = &mut classes[(r % sh) * sw + c % sw];
+    for (t, (phase, row, col)) in tap_phases(s).enumerate() {
+        let (tap_list, offsets) = &mut classes[phase];
         tap_list.push(t);
-        offsets.push((top - r / sh) * border.width + (left - c / sw));
+        offsets.push((top - row) * border.width + (left - col));
     }
     let class_weights: Vec<Vec<f32>> = (0..s.out_channels() * phases)
         .map(|i| {
@@ -435,10 +435,5 @@ pub fn weight_backward(s: &DepthwiseShape, x: &[f32], output_grad: &[f32], grad:
             }
         },
     );
-    grad.fill(0.0);
-    for chunk in partial.chunks_exact(oc * taps) {
-        for (g, p) in grad.iter_mut().zip(chunk) {
-            *g += p;
-        }
-    }
+    super::cpu::sum_partials(&partial, grad);
 }

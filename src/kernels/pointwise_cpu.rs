@@ -158,10 +158,5 @@ pub fn weight_backward(s: PointwiseShape, x: &[f32], output_grad: &[f32], grad: 
                 gemm(dy, x.t(), 1.0, acc);
             }
         });
-    grad.copy_from_slice(&partial[..cout * cin]);
-    for chunk in partial.chunks_exact(cout * cin).skip(1) {
-        for (g, v) in grad.iter_mut().zip(chunk) {
-            *g += v;
-        }
-    }
+    super::cpu::sum_partials(&partial, grad);
 }
