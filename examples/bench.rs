@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use burn::nn::loss::CrossEntropyLossConfig;
+use dwconv::nn::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::Backend;
@@ -136,7 +136,7 @@ fn end_to_end(repeats: u32) -> EndToEnd {
     let images = Tensor::<Train, 4>::random(shape, Distribution::Default, &device);
     let labels: Vec<i64> = (0..E2E_BATCH).map(|i| (i % E2E_CLASSES) as i64).collect();
     let labels = Tensor::<Train, 1, Int>::from_data(TensorData::new(labels, [E2E_BATCH]), &device);
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let loss_fn = CrossEntropyLossConfig::new().init();
     let train_ms = median_ms(repeats, || {
         let net = model.take().expect("model");
         let loss = loss_fn.forward(net.forward(images.clone()), labels.clone());

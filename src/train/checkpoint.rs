@@ -1,8 +1,14 @@
 //! Checkpoint files: one self-checking file per checkpoint, written atomically.
 //!
-//! Layout: the magic `DWCKPT01`, then three length-prefixed sections (a JSON header, the
-//! model record, the optimiser record; lengths are little-endian `u64`), then an FNV-1a
-//! 64 hash of everything before it. A truncated or altered file fails the length or hash
+//! Layout: the magic `DWCKPT02`, then three length-prefixed sections (a JSON header, the
+//! model, the optimiser state; lengths are little-endian `u64`), then an FNV-1a 64 hash of
+//! everything before it.
+//!
+//! The model section is a safetensors file of every tensor (parameters and BatchNorm
+//! running statistics) by module path, and the optimiser section holds each parameter's
+//! state under the same path, in path order. Neither holds Burn's parameter ids, which are
+//! random in every process: two runs that reach the same weights write the same bytes,
+//! and a checkpoint loads into any freshly built model of the same architecture. A truncated or altered file fails the length or hash
 //! check with a message saying so, and a file of another architecture is refused before
 //! any tensor is loaded.
 //!
@@ -12,12 +18,22 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
+
+use burn::module::{Module, ParamId};
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Record, Recorder};
+use burn::tensor::backend::Backend;
+use burn_store::{ModuleSnapshot, TensorSnapshot};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::models::MobileNetConfig;
+use crate::models::{MobileNetConfig, StateDict};
 
-const MAGIC: &[u8; 8] = b"DWCKPT01";
+const MAGIC: &[u8; 8] = b"DWCKPT02";
+/// The magic of the previous format (Burn records with parameter ids).
+const OLD_MAGIC: &[u8; 8] = b"DWCKPT01";
 
 /// What a checkpoint file says about itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,9 +56,10 @@ pub struct CheckpointHeader {
 pub struct Checkpoint {
     /// Header.
     pub header: CheckpointHeader,
-    /// Model record (Burn `BinBytesRecorder`, full precision).
+    /// The model's tensors by path (see [`encode_model`]).
     pub model: Vec<u8>,
-    /// Optimiser record, same format; empty in model-only files.
+    /// The optimiser's state by parameter path (see [`encode_optimizer`]); empty in
+    /// model-only files.
     pub optimizer: Vec<u8>,
 }
 
@@ -59,6 +76,14 @@ fn file_error(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
+/// Prefix of the temporary files [`write_atomically`] writes before renaming them.
+const TEMPORARY_PREFIX: &str = ".dwconv-tmp-";
+
+/// Whether `name` is a temporary file of [`write_atomically`] (left by a killed process).
+pub(crate) fn is_temporary_file(name: &str) -> bool {
+    name.starts_with(TEMPORARY_PREFIX)
+}
+
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> crate::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -66,9 +91,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> crate::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp: PathBuf = dir.join(format!("{TEMPORARY_PREFIX}{}-{name}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
+        if let Some(pause) = fault_injection::pause_point(&name) {
+            file.write_all(&bytes[..bytes.len() / 2])?;
+            file.sync_all()?;
+            pause.pause();
+        }
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -77,6 +107,40 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> crate::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         file_error(path, format!("cannot write: {e}"))
     })
+}
+
+/// A test hook: with `DWCONV_PAUSE_WRITE=<file name>:<n>` in the environment, the `n`-th
+/// atomic write of that file stops half-way (half of the bytes on disk in the temporary
+/// file), prints `dwconv: paused writing <file name>` to stderr and sleeps, so that a test
+/// can kill the process in the middle of a checkpoint write.
+mod fault_injection {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
+
+    /// A write that is to pause.
+    pub struct Pause(String);
+
+    impl Pause {
+        /// Announces the pause and sleeps until the process is killed.
+        pub fn pause(self) -> ! {
+            eprintln!("dwconv: paused writing {}", self.0);
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+    }
+
+    /// `Some` when this write of `name` is the one the environment asks to pause.
+    pub fn pause_point(name: &str) -> Option<Pause> {
+        let spec = std::env::var("DWCONV_PAUSE_WRITE").ok()?;
+        let (file, count) = spec.rsplit_once(':')?;
+        let count: usize = count.parse().ok()?;
+        if file != name {
+            return None;
+        }
+        (WRITES.fetch_add(1, Ordering::SeqCst) + 1 == count).then(|| Pause(name.to_string()))
+    }
 }
 
 impl Checkpoint {
@@ -100,6 +164,12 @@ impl Checkpoint {
     pub fn load(path: &Path) -> crate::Result<Self> {
         let bytes =
             std::fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+        if bytes.starts_with(OLD_MAGIC) {
+            return Err(file_error(
+                path,
+                "written by an older dwconv (format DWCKPT01, expected DWCKPT02): retrain, or load it with the version that wrote it",
+            ));
+        }
         if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
             return Err(file_error(
                 path,
@@ -180,4 +250,119 @@ impl Checkpoint {
         }
         Ok(())
     }
+}
+
+/// Every tensor of `module` (parameters and running statistics) by module path.
+fn snapshots<B: Backend, M: Module<B>>(module: &M) -> Vec<TensorSnapshot> {
+    module.collect(None, None, false)
+}
+
+/// The safetensors bytes of `module`'s tensors by module path: equal modules give equal
+/// bytes, whatever their parameter ids.
+pub fn encode_model<B: Backend, M: Module<B>>(module: &M) -> Result<Vec<u8>, String> {
+    let mut state = StateDict::default();
+    for snapshot in snapshots(module) {
+        let data = snapshot
+            .to_data()
+            .map_err(|e| format!("{}: {e:?}", snapshot.full_path()))?;
+        state.tensors.insert(snapshot.full_path(), data);
+    }
+    state.to_safetensors()
+}
+
+/// Loads tensors written by [`encode_model`] into `module`, which must have exactly those
+/// paths and shapes.
+pub fn decode_model<B: Backend, M: Module<B>>(mut module: M, bytes: &[u8]) -> Result<M, String> {
+    let state = StateDict::from_safetensors(bytes)?;
+    let expected: BTreeMap<String, Vec<usize>> = snapshots(&module)
+        .into_iter()
+        .map(|s| (s.full_path(), s.shape.to_vec()))
+        .collect();
+    let found: BTreeMap<String, Vec<usize>> = state
+        .tensors
+        .iter()
+        .map(|(path, data)| (path.clone(), data.shape.to_vec()))
+        .collect();
+    if expected != found {
+        let missing: Vec<_> = expected.keys().filter(|k| !found.contains_key(*k)).collect();
+        let unexpected: Vec<_> = found.keys().filter(|k| !expected.contains_key(*k)).collect();
+        let reshaped: Vec<_> = expected
+            .iter()
+            .filter_map(|(k, shape)| {
+                let other = found.get(k)?;
+                (other != shape).then(|| format!("{k}: {other:?}, expected {shape:?}"))
+            })
+            .collect();
+        return Err(format!(
+            "the model tensors do not fit: missing {missing:?}, unexpected {unexpected:?}, mis-shaped {reshaped:?}"
+        ));
+    }
+    let tensors = state
+        .tensors
+        .into_iter()
+        .map(|(path, data)| {
+            let path_stack = path.split('.').map(str::to_string).collect();
+            TensorSnapshot::from_data(data, path_stack, Vec::new(), ParamId::new())
+        })
+        .collect();
+    let result = module.apply(tensors, None, None, false);
+    if !result.errors.is_empty() {
+        return Err(format!("cannot load the model tensors: {:?}", result.errors));
+    }
+    Ok(module)
+}
+
+/// Parameter path by parameter id.
+fn param_paths<B: Backend, M: Module<B>>(module: &M) -> HashMap<ParamId, String> {
+    snapshots(module)
+        .into_iter()
+        .filter_map(|s| Some((s.tensor_id?, s.full_path())))
+        .collect()
+}
+
+/// An optimiser record (per-parameter state keyed by Burn's random parameter ids) as
+/// bytes keyed by `module`'s parameter paths, in path order.
+pub fn encode_optimizer<B: Backend, M: Module<B>, R: Record<B>>(
+    module: &M,
+    record: HashMap<ParamId, R>,
+) -> Result<Vec<u8>, String> {
+    let paths = param_paths(module);
+    let mut by_path: Vec<(String, R)> = record
+        .into_iter()
+        .map(|(id, state)| {
+            let path = paths
+                .get(&id)
+                .ok_or_else(|| format!("the optimiser holds state for unknown parameter {id}"))?;
+            Ok((path.clone(), state))
+        })
+        .collect::<Result<_, String>>()?;
+    by_path.sort_by(|a, b| a.0.cmp(&b.0));
+    BinBytesRecorder::<FullPrecisionSettings>::default()
+        .record(by_path, ())
+        .map_err(|e| format!("cannot encode the optimiser: {e}"))
+}
+
+/// The optimiser record written by [`encode_optimizer`], keyed by `module`'s parameter
+/// ids.
+pub fn decode_optimizer<B: Backend, M: Module<B>, R: Record<B>>(
+    module: &M,
+    bytes: Vec<u8>,
+    device: &B::Device,
+) -> Result<HashMap<ParamId, R>, String> {
+    let ids: HashMap<String, ParamId> = param_paths(module)
+        .into_iter()
+        .map(|(id, path)| (path, id))
+        .collect();
+    let by_path: Vec<(String, R)> = BinBytesRecorder::<FullPrecisionSettings>::default()
+        .load(bytes, device)
+        .map_err(|e| format!("cannot decode the optimiser: {e}"))?;
+    by_path
+        .into_iter()
+        .map(|(path, state)| match ids.get(&path) {
+            Some(id) => Ok((*id, state)),
+            None => Err(format!(
+                "the optimiser holds state for {path}, which the model does not have"
+            )),
+        })
+        .collect()
 }

@@ -33,13 +33,15 @@ pub struct EpochMetrics {
 const CSV_HEADER: &str =
     "epoch,train_loss,train_accuracy,valid_loss,valid_accuracy,lr,train_images_per_second,seconds";
 
-/// Renders metrics as CSV (header plus one row per epoch).
+/// Renders metrics as CSV (header plus one row per epoch). The learning figures are written
+/// in the shortest form that reads back as the same `f64` (a resumed run continues from
+/// them), the timings to 0.01.
 pub fn metrics_csv(rows: &[EpochMetrics]) -> String {
     let mut out = format!("{CSV_HEADER}\n");
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{:.6},{:.6},{:.6},{:.6},{:.6e},{:.2},{:.2}",
+            "{},{},{},{},{},{:e},{:.2},{:.2}",
             r.epoch,
             r.train_loss,
             r.train_accuracy,

@@ -14,33 +14,42 @@
 //!   classes.json      class names in label order
 //! ```
 //!
-//! Randomness is a pure function of the seed: model initialisation, each epoch's shuffle
-//! and augmentation, and dropout (the backend is re-seeded at each epoch), so a run
-//! resumed from the checkpoint after epoch k continues exactly as the uninterrupted run.
+//! A run is a pure function of its configuration (seed included) and the thread count:
+//! model initialisation, each epoch's shuffle and augmentation, and dropout (the backend is
+//! re-seeded at each epoch) come from the seed; every reduction in the crate's kernels has
+//! a fixed order for a given thread count; the loss's gradient is exact (see
+//! [`CrossEntropyLoss`]); and checkpoints hold tensors by module path, not by Burn's
+//! random parameter ids. Two runs of the same command write the same bytes (timings
+//! aside), and a run killed at any point and resumed from its checkpoint continues exactly
+//! as the uninterrupted one.
 
 mod checkpoint;
 mod metrics;
 mod schedule;
 
-pub use checkpoint::{Checkpoint, CheckpointHeader, write_atomically};
+pub use checkpoint::{
+    Checkpoint, CheckpointHeader, decode_model, decode_optimizer, encode_model, encode_optimizer,
+    write_atomically,
+};
 pub use metrics::{
     ConfusionMatrix, EpochMetrics, TrainReport, metrics_csv, parse_metrics_csv, plot_curves,
     write_summary,
 };
 pub use schedule::cosine_with_warmup;
 
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::config::Config;
+use hashbrown::HashMap;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
-use burn::module::{AutodiffModule, Module};
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::module::{AutodiffModule, ParamId};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer, SgdConfig};
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::record::Record;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor};
 use rand::SeedableRng;
@@ -56,6 +65,7 @@ use crate::data::{
 };
 use crate::kernels::DepthwiseBackend;
 use crate::models::{MobileNet, MobileNetConfig};
+use crate::nn::{CrossEntropyLoss, CrossEntropyLossConfig};
 
 /// The optimiser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,13 +310,8 @@ pub fn load_model<B: Backend>(
 ) -> crate::Result<MobileNet<B>> {
     let checkpoint = Checkpoint::load(path)?;
     checkpoint.check_model(config, path)?;
-    let record = BinBytesRecorder::<FullPrecisionSettings>::default()
-        .load(checkpoint.model, device)
-        .map_err(|e| Error::File {
-            path: path.to_path_buf(),
-            message: format!("cannot decode the model record: {e}"),
-        })?;
-    Ok(config.try_init::<B>(device)?.load_record(record))
+    checkpoint::decode_model(config.try_init::<B>(device)?, &checkpoint.model)
+        .map_err(|e| file_error(path, e))
 }
 
 /// Seeds a generator for one (purpose, epoch, index) stream of a run.
@@ -343,11 +348,11 @@ where
                 sgd =
                     sgd.with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)));
             }
-            train_with::<B, _>(config, options, device, sgd.init())
+            train_with::<B, _, _>(config, options, device, sgd.init())
         }
         OptimizerKind::AdamW => {
             let adamw = AdamWConfig::new().with_weight_decay(config.weight_decay as f32);
-            train_with::<B, _>(config, options, device, adamw.init())
+            train_with::<B, _, _>(config, options, device, adamw.init())
         }
     }
 }
@@ -359,146 +364,307 @@ fn file_error(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-fn train_with<B, O>(
+/// Where a run stands between epochs: everything a checkpoint restores.
+struct TrainState<B: AutodiffBackend, O> {
+    model: MobileNet<B>,
+    optimizer: O,
+    /// Optimisation steps completed.
+    step: usize,
+    /// One row per completed epoch.
+    history: Vec<EpochMetrics>,
+}
+
+impl<B: AutodiffBackend, O> TrainState<B, O> {
+    /// Epochs completed.
+    fn epoch(&self) -> usize {
+        self.history.len()
+    }
+
+    /// `(accuracy, epoch)` of the first epoch with the best validation accuracy.
+    fn best(&self) -> Option<(f64, usize)> {
+        self.history.iter().fold(None, |best, m| match best {
+            Some((accuracy, _)) if m.valid_accuracy <= accuracy => best,
+            _ => Some((m.valid_accuracy, m.epoch)),
+        })
+    }
+}
+
+/// The learning-rate schedule's step counts.
+struct Schedule {
+    steps_per_epoch: usize,
+    warmup_steps: usize,
+    total_steps: usize,
+}
+
+impl Schedule {
+    fn new(config: &TrainingConfig, train_len: usize) -> Self {
+        let steps_per_epoch = train_len.div_ceil(config.batch_size);
+        Self {
+            steps_per_epoch,
+            warmup_steps: steps_per_epoch * config.warmup_epochs.min(config.epochs),
+            total_steps: steps_per_epoch * config.epochs,
+        }
+    }
+
+    fn lr(&self, config: &TrainingConfig, step: usize) -> f64 {
+        cosine_with_warmup(config.lr, step, self.warmup_steps, self.total_steps)
+    }
+}
+
+/// Trains with `optimizer` (an optimiser adaptor, whose record is its per-parameter state):
+/// set up or resume, one epoch at a time with a checkpoint after each, then the report.
+fn train_with<B, O, R>(
     config: &TrainingConfig,
     options: &RunOptions,
     device: &B::Device,
-    mut optimizer: O,
+    optimizer: O,
 ) -> crate::Result<TrainReport>
 where
     B: AutodiffBackend + DepthwiseBackend,
     B::InnerBackend: DepthwiseBackend,
-    O: Optimizer<MobileNet<B>, B>,
+    O: Optimizer<MobileNet<B>, B, Record = HashMap<ParamId, R>>,
+    R: Record<B>,
 {
     let dir = &options.artifact_dir;
-    std::fs::create_dir_all(dir).map_err(|e| file_error(dir, format!("cannot create: {e}")))?;
+    prepare_artifact_dir(dir)?;
     let data = load_data(config)?;
-    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
-    let checkpoint_path = dir.join(files::CHECKPOINT);
-
-    B::seed(device, config.seed);
-    let mut model = config.model.try_init::<B>(device)?;
-    let mut history: Vec<EpochMetrics> = Vec::new();
-    let (mut start_epoch, mut step, mut best) = (0usize, 0usize, (0.0f64, 0usize));
-    if options.resume {
-        let saved = TrainingConfig::load(dir.join(files::CONFIG))
-            .map_err(|e| file_error(&dir.join(files::CONFIG), format!("cannot resume: {e}")))?;
-        if saved.to_string() != config.to_string() {
-            return Err(Error::Config(format!(
-                "cannot resume: the configuration differs from the saved {}",
-                dir.join(files::CONFIG).display()
-            )));
-        }
-        let checkpoint = Checkpoint::load(&checkpoint_path)?;
-        checkpoint.check_model(&config.model, &checkpoint_path)?;
-        let record = recorder
-            .load(checkpoint.model, device)
-            .map_err(|e| file_error(&checkpoint_path, format!("cannot decode the model: {e}")))?;
-        model = model.load_record(record);
-        let record: O::Record = recorder.load(checkpoint.optimizer, device).map_err(|e| {
-            file_error(
-                &checkpoint_path,
-                format!("cannot decode the optimiser: {e}"),
-            )
-        })?;
-        optimizer = optimizer.load_record(record);
-        start_epoch = checkpoint.header.epoch;
-        step = checkpoint.header.step;
-        let metrics_path = dir.join(files::METRICS);
-        let text =
-            std::fs::read_to_string(&metrics_path).map_err(|e| file_error(&metrics_path, e))?;
-        history = parse_metrics_csv(&text, &metrics_path)?;
-        history.truncate(start_epoch);
-        best = history.iter().fold((f64::MIN, 0), |b, m| {
-            if m.valid_accuracy > b.0 {
-                (m.valid_accuracy, m.epoch)
-            } else {
-                b
-            }
-        });
+    let mut state = if options.resume {
+        resume(config, dir, device, optimizer)?
     } else {
-        let json = config.to_string();
-        write_atomically(&dir.join(files::CONFIG), json.as_bytes())?;
-        let classes = serde_json::to_vec(&data.classes).expect("strings encode");
-        write_atomically(&dir.join(files::CLASSES), &classes)?;
-        // A fresh run replaces an earlier one in the same directory.
-        for stale in [
-            files::CHECKPOINT,
-            files::BEST_MODEL,
-            files::METRICS,
-            files::SUMMARY,
-        ] {
-            let _ = std::fs::remove_file(dir.join(stale));
-        }
-    }
-
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.num_workers)
-        .build()
-        .map_err(|e| {
-            Error::Config(format!(
-                "cannot start {} data workers: {e}",
-                config.num_workers
-            ))
-        })?;
-    let batcher = ImageBatcher::new(data.normalization);
-    let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
-    let total_steps = steps_per_epoch * config.epochs;
-    let warmup_steps = steps_per_epoch * config.warmup_epochs.min(config.epochs);
-    let loss_fn = CrossEntropyLossConfig::new()
-        .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing as f32))
-        .init(device);
-    let params = crate::cost::mobilenet_cost(&model, [config.image_size; 2]).params;
-    let (mut trained_images, mut train_seconds) = (0usize, 0.0f64);
+        start(config, dir, &data, device, optimizer)?
+    };
     let last_epoch = options
         .stop_after_epoch
         .map_or(config.epochs, |stop| stop.min(config.epochs));
-    let mut confusion = ConfusionMatrix::new(data.classes.clone());
-    // Eval mode (running statistics, no dropout) on the validation split.
-    let validate = |model: &MobileNet<B>| {
-        evaluate(
-            &model.valid(),
-            data.valid.as_ref(),
-            &batcher,
-            config.batch_size,
-            &data.classes,
-            device,
-        )
+    let mut run = EpochRunner::new(config, options, &data, device)?;
+    let mut confusion = None;
+    for epoch in state.epoch()..last_epoch {
+        let (trained, metrics, valid_confusion) = run.epoch(state, epoch);
+        state = trained;
+        confusion = Some(valid_confusion);
+        save_epoch(config, options, &mut state, metrics)?;
+    }
+    let confusion = match confusion {
+        Some(confusion) => confusion,
+        // Nothing left to train: report the saved state.
+        None => run.validate(&state.model).1,
     };
+    finish(config, options, &state, &run, confusion)
+}
 
-    for epoch in start_epoch..last_epoch {
-        let epoch_start = Instant::now();
-        B::seed(device, config.seed.wrapping_add(1 + epoch as u64));
-        let mut order: Vec<usize> = (0..data.train.len()).collect();
+/// Creates the artifact directory and removes temporary files that a killed run left.
+fn prepare_artifact_dir(dir: &Path) -> crate::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| file_error(dir, format!("cannot create: {e}")))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| file_error(dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if checkpoint::is_temporary_file(&name.to_string_lossy()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// A fresh run: the seeded model, the configuration and class names on disk, and the
+/// files of an earlier run in the same directory removed.
+fn start<B, O>(
+    config: &TrainingConfig,
+    dir: &Path,
+    data: &RunData,
+    device: &B::Device,
+    optimizer: O,
+) -> crate::Result<TrainState<B, O>>
+where
+    B: AutodiffBackend + DepthwiseBackend,
+{
+    B::seed(device, config.seed);
+    let model = config.model.try_init::<B>(device)?;
+    write_atomically(&dir.join(files::CONFIG), config.to_string().as_bytes())?;
+    let classes = serde_json::to_vec(&data.classes).expect("strings encode");
+    write_atomically(&dir.join(files::CLASSES), &classes)?;
+    for stale in [
+        files::CHECKPOINT,
+        files::BEST_MODEL,
+        files::METRICS,
+        files::SUMMARY,
+    ] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
+    Ok(TrainState {
+        model,
+        optimizer,
+        step: 0,
+        history: Vec::new(),
+    })
+}
+
+/// The state saved in `dir`'s checkpoint, after checking that `config` is the one the run
+/// was started with. Without a checkpoint (killed during its first epoch) the run starts
+/// over.
+fn resume<B, O, R>(
+    config: &TrainingConfig,
+    dir: &Path,
+    device: &B::Device,
+    optimizer: O,
+) -> crate::Result<TrainState<B, O>>
+where
+    B: AutodiffBackend + DepthwiseBackend,
+    O: Optimizer<MobileNet<B>, B, Record = HashMap<ParamId, R>>,
+    R: Record<B>,
+{
+    let config_path = dir.join(files::CONFIG);
+    let saved = TrainingConfig::load(&config_path)
+        .map_err(|e| file_error(&config_path, format!("cannot resume: {e}")))?;
+    if saved.to_string() != config.to_string() {
+        return Err(Error::Config(format!(
+            "cannot resume: the configuration differs from the saved {}",
+            config_path.display()
+        )));
+    }
+    let checkpoint_path = dir.join(files::CHECKPOINT);
+    let metrics_path = dir.join(files::METRICS);
+    // Seeded as a fresh run is, so that a run without a checkpoint starts over exactly.
+    B::seed(device, config.seed);
+    let model = config.model.try_init::<B>(device)?;
+    if !checkpoint_path.exists() {
+        return Ok(TrainState {
+            model,
+            optimizer,
+            step: 0,
+            history: Vec::new(),
+        });
+    }
+    let checkpoint = Checkpoint::load(&checkpoint_path)?;
+    checkpoint.check_model(&config.model, &checkpoint_path)?;
+    let model = checkpoint::decode_model(model, &checkpoint.model)
+        .map_err(|e| file_error(&checkpoint_path, e))?;
+    let record = checkpoint::decode_optimizer(&model, checkpoint.optimizer, device)
+        .map_err(|e| file_error(&checkpoint_path, e))?;
+    // The metrics file is written before the checkpoint: it may hold one more epoch, which
+    // is trained again.
+    let text = std::fs::read_to_string(&metrics_path).map_err(|e| file_error(&metrics_path, e))?;
+    let mut history = parse_metrics_csv(&text, &metrics_path)?;
+    if history.len() < checkpoint.header.epoch {
+        return Err(file_error(
+            &metrics_path,
+            format!(
+                "has {} epochs, the checkpoint {}",
+                history.len(),
+                checkpoint.header.epoch
+            ),
+        ));
+    }
+    history.truncate(checkpoint.header.epoch);
+    Ok(TrainState {
+        model,
+        optimizer: optimizer.load_record(record),
+        step: checkpoint.header.step,
+        history,
+    })
+}
+
+/// What every epoch of a run uses: data, workers, batcher, loss, schedule.
+struct EpochRunner<'a, B: Backend> {
+    config: &'a TrainingConfig,
+    options: &'a RunOptions,
+    data: &'a RunData,
+    device: &'a B::Device,
+    workers: rayon::ThreadPool,
+    batcher: ImageBatcher,
+    loss: CrossEntropyLoss,
+    schedule: Schedule,
+    /// Images trained and seconds spent training in this process.
+    trained: (usize, f64),
+}
+
+impl<'a, B> EpochRunner<'a, B>
+where
+    B: AutodiffBackend + DepthwiseBackend,
+    B::InnerBackend: DepthwiseBackend,
+{
+    fn new(
+        config: &'a TrainingConfig,
+        options: &'a RunOptions,
+        data: &'a RunData,
+        device: &'a B::Device,
+    ) -> crate::Result<Self> {
+        let workers = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.num_workers)
+            .build()
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot start {} data workers: {e}",
+                    config.num_workers
+                ))
+            })?;
+        Ok(Self {
+            config,
+            options,
+            data,
+            device,
+            workers,
+            batcher: ImageBatcher::new(data.normalization),
+            loss: CrossEntropyLossConfig::new()
+                .with_smoothing(config.label_smoothing)
+                .try_init()?,
+            schedule: Schedule::new(config, data.train.len()),
+            trained: (0, 0.0),
+        })
+    }
+
+    /// The augmented training batch of `indices` in `epoch`: each image's crop and flip
+    /// come from its own seeded stream, so the batch does not depend on the workers.
+    fn train_batch(&self, epoch: usize, indices: &[usize]) -> ImageBatch<B> {
+        let config = self.config;
+        let items: Vec<ImageItem> = self.workers.install(|| {
+            indices
+                .par_iter()
+                .map(|&i| {
+                    let item = self.data.train.get(i).expect("index within the dataset");
+                    augment(
+                        &item,
+                        config.crop_padding,
+                        &mut stream(config.seed, 2, epoch, i),
+                    )
+                })
+                .collect()
+        });
+        self.batcher.batch(items, self.device)
+    }
+
+    /// Trains epoch `epoch` (0-based) from `state` and validates: the trained state, the
+    /// epoch's metrics and the validation confusion matrix.
+    fn epoch<O: Optimizer<MobileNet<B>, B>>(
+        &mut self,
+        mut state: TrainState<B, O>,
+        epoch: usize,
+    ) -> (TrainState<B, O>, EpochMetrics, ConfusionMatrix) {
+        let config = self.config;
+        let start = Instant::now();
+        // Dropout draws from the backend's generator: one seed per epoch, so a resumed run
+        // draws what the uninterrupted one did.
+        B::seed(self.device, config.seed.wrapping_add(1 + epoch as u64));
+        let mut order: Vec<usize> = (0..self.data.train.len()).collect();
         order.shuffle(&mut stream(config.seed, 1, epoch, 0));
-        let progress = progress_bar(options.verbose, steps_per_epoch, epoch, config.epochs);
+        let progress = progress_bar(
+            self.options.verbose,
+            self.schedule.steps_per_epoch,
+            epoch,
+            config.epochs,
+        );
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = config.lr;
         for indices in order.chunks(config.batch_size) {
-            let items: Vec<ImageItem> = pool.install(|| {
-                indices
-                    .par_iter()
-                    .map(|&i| {
-                        let item = data.train.get(i).expect("index within the dataset");
-                        augment(
-                            &item,
-                            config.crop_padding,
-                            &mut stream(config.seed, 2, epoch, i),
-                        )
-                    })
-                    .collect()
-            });
-            let batch: ImageBatch<B> = batcher.batch(items, device);
-            lr = cosine_with_warmup(config.lr, step, warmup_steps, total_steps);
-            let logits = model.forward(batch.images);
-            let loss = loss_fn.forward(logits.clone(), batch.targets.clone());
+            let batch = self.train_batch(epoch, indices);
+            lr = self.schedule.lr(config, state.step);
+            let logits = state.model.forward(batch.images);
+            let loss = self.loss.forward(logits.clone(), batch.targets.clone());
             let batch_loss: f64 = loss.clone().into_scalar().elem();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(lr, model, grads);
-            step += 1;
-            let batch_correct = count_correct(logits.inner(), batch.targets.inner());
+            let grads = GradientsParams::from_grads(loss.backward(), &state.model);
+            state.model = state.optimizer.step(lr, state.model, grads);
+            state.step += 1;
             loss_sum += batch_loss * indices.len() as f64;
-            correct += batch_correct;
+            correct += count_correct(logits.inner(), batch.targets.inner());
             seen += indices.len();
             if let Some(bar) = &progress {
                 bar.inc(1);
@@ -506,16 +672,17 @@ where
                     "loss {:.3} acc {:.3} {:.0} img/s",
                     loss_sum / seen as f64,
                     correct as f64 / seen as f64,
-                    seen as f64 / epoch_start.elapsed().as_secs_f64()
+                    seen as f64 / start.elapsed().as_secs_f64()
                 ));
             }
         }
-        let epoch_train_seconds = epoch_start.elapsed().as_secs_f64();
+        let train_seconds = start.elapsed().as_secs_f64();
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
-        let (valid_loss, valid_confusion) = validate(&model);
-        confusion = valid_confusion;
+        self.trained.0 += seen;
+        self.trained.1 += train_seconds;
+        let (valid_loss, confusion) = self.validate(&state.model);
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / seen as f64,
@@ -523,12 +690,10 @@ where
             valid_loss,
             valid_accuracy: confusion.accuracy(),
             lr,
-            train_images_per_second: seen as f64 / epoch_train_seconds,
-            seconds: epoch_start.elapsed().as_secs_f64(),
+            train_images_per_second: seen as f64 / train_seconds,
+            seconds: start.elapsed().as_secs_f64(),
         };
-        trained_images += seen;
-        train_seconds += epoch_train_seconds;
-        if options.verbose {
+        if self.options.verbose {
             println!(
                 "epoch {:>3}/{}: train loss {:.4} acc {:.4} | valid loss {:.4} acc {:.4} | lr {:.2e} | {:.1} img/s",
                 metrics.epoch,
@@ -541,69 +706,110 @@ where
                 metrics.train_images_per_second
             );
         }
-        let header = CheckpointHeader {
-            model: config.model.clone(),
-            epoch: epoch + 1,
-            step,
-            best_valid_accuracy: best.0.max(metrics.valid_accuracy),
-            backend: options.backend_name.clone(),
-        };
-        let model_bytes = recorder
-            .record(model.clone().into_record(), ())
-            .map_err(|e| file_error(&checkpoint_path, format!("cannot encode the model: {e}")))?;
-        if history.is_empty() || metrics.valid_accuracy > best.0 {
-            best = (metrics.valid_accuracy, metrics.epoch);
-            Checkpoint {
-                header: header.clone(),
-                model: model_bytes.clone(),
-                optimizer: Vec::new(),
-            }
-            .save(&dir.join(files::BEST_MODEL))?;
-        }
-        history.push(metrics);
-        // Metrics first, then the checkpoint: a checkpoint never refers to epochs that the
-        // metrics file lacks.
-        write_atomically(&dir.join(files::METRICS), metrics_csv(&history).as_bytes())?;
-        let optimizer_bytes = recorder.record(optimizer.to_record(), ()).map_err(|e| {
-            file_error(
-                &checkpoint_path,
-                format!("cannot encode the optimiser: {e}"),
-            )
-        })?;
-        Checkpoint {
-            header,
-            model: model_bytes,
-            optimizer: optimizer_bytes,
-        }
-        .save(&checkpoint_path)?;
+        (state, metrics, confusion)
     }
 
-    if start_epoch >= last_epoch && !history.is_empty() {
-        // Nothing left to train: report the saved state.
-        confusion = validate(&model).1;
+    /// Eval mode (running statistics, no dropout) on the validation split.
+    fn validate(&self, model: &MobileNet<B>) -> (f64, ConfusionMatrix) {
+        evaluate(
+            &model.valid(),
+            self.data.valid.as_ref(),
+            &self.batcher,
+            self.config.batch_size,
+            &self.data.classes,
+            self.device,
+        )
     }
-    let last = history
-        .last()
-        .ok_or_else(|| Error::Config("no epoch was run".into()))?;
+}
+
+/// Records a finished epoch: the best model when it is the best so far, the metrics, then
+/// the checkpoint. Each file is replaced atomically and the metrics go first, so a run
+/// killed at any point leaves a checkpoint whose epochs the metrics file has.
+fn save_epoch<B, O, R>(
+    config: &TrainingConfig,
+    options: &RunOptions,
+    state: &mut TrainState<B, O>,
+    metrics: EpochMetrics,
+) -> crate::Result<()>
+where
+    B: AutodiffBackend,
+    O: Optimizer<MobileNet<B>, B, Record = HashMap<ParamId, R>>,
+    R: Record<B>,
+{
+    let dir = &options.artifact_dir;
+    let checkpoint_path = dir.join(files::CHECKPOINT);
+    let is_best = state
+        .best()
+        .is_none_or(|(accuracy, _)| metrics.valid_accuracy > accuracy);
+    state.history.push(metrics);
+    let header = CheckpointHeader {
+        model: config.model.clone(),
+        epoch: state.epoch(),
+        step: state.step,
+        best_valid_accuracy: state.best().map_or(0.0, |best| best.0),
+        backend: options.backend_name.clone(),
+    };
+    let model = checkpoint::encode_model(&state.model).map_err(|e| file_error(&checkpoint_path, e))?;
+    if is_best {
+        Checkpoint {
+            header: header.clone(),
+            model: model.clone(),
+            optimizer: Vec::new(),
+        }
+        .save(&dir.join(files::BEST_MODEL))?;
+    }
+    write_atomically(
+        &dir.join(files::METRICS),
+        metrics_csv(&state.history).as_bytes(),
+    )?;
+    let optimizer = checkpoint::encode_optimizer(&state.model, state.optimizer.to_record())
+        .map_err(|e| file_error(&checkpoint_path, e))?;
+    Checkpoint {
+        header,
+        model,
+        optimizer,
+    }
+    .save(&checkpoint_path)
+}
+
+/// The report, confusion matrix, summary and curves of a run.
+fn finish<B, O>(
+    config: &TrainingConfig,
+    options: &RunOptions,
+    state: &TrainState<B, O>,
+    run: &EpochRunner<'_, B>,
+    confusion: ConfusionMatrix,
+) -> crate::Result<TrainReport>
+where
+    B: AutodiffBackend + DepthwiseBackend,
+    B::InnerBackend: DepthwiseBackend,
+{
+    let dir = &options.artifact_dir;
+    let history = &state.history;
+    let (last, (best_accuracy, best_epoch)) = match (history.last(), state.best()) {
+        (Some(last), Some(best)) => (last, best),
+        _ => return Err(Error::Config("no epoch was run".into())),
+    };
+    let (trained_images, train_seconds) = run.trained;
     let report = TrainReport {
         model: config.model.architecture.name().to_string(),
         backend: options.backend_name.clone(),
         epochs: history.len(),
         final_valid_accuracy: last.valid_accuracy,
-        best_valid_accuracy: best.0,
-        best_epoch: best.1,
+        best_valid_accuracy: best_accuracy,
+        best_epoch,
         train_images_per_second: if train_seconds > 0.0 {
             trained_images as f64 / train_seconds
         } else {
             last.train_images_per_second
         },
         train_seconds,
-        params,
+        params: crate::cost::mobilenet_cost(&state.model, [config.image_size; 2]).params,
         history: history.clone(),
     };
     write_atomically(&dir.join(files::CONFUSION), confusion.to_csv().as_bytes())?;
     write_summary(&dir.join(files::SUMMARY), &report)?;
-    plot_curves(&dir.join(files::CURVES), &history)?;
+    plot_curves(&dir.join(files::CURVES), history)?;
     if options.verbose {
         println!("validation confusion matrix (rows: true class, columns: predicted):");
         print!("{}", confusion.to_table());
@@ -647,7 +853,7 @@ pub fn evaluate<B: DepthwiseBackend>(
     classes: &[String],
     device: &B::Device,
 ) -> (f64, ConfusionMatrix) {
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let loss_fn = CrossEntropyLossConfig::new().init();
     let mut confusion = ConfusionMatrix::new(classes.to_vec());
     let mut loss_sum = 0.0f64;
     let indices: Vec<usize> = (0..dataset.len()).collect();

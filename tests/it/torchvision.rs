@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use dwconv::Error;
+use dwconv::nn::CrossEntropyLossConfig;
 use dwconv::kernels::DepthwiseBackend;
 use dwconv::models::{Architecture, MobileNet, MobileNetConfig, StateDict};
 
@@ -161,9 +161,7 @@ fn check_gradients<B: DepthwiseBackend>(backend: &str) {
     let logits = model.forward(input::<Autodiff<B>>(&io, &device));
     let target: Vec<i64> = io.tensors["target"].clone().into_vec::<i64>().unwrap();
     let target = Tensor::<Autodiff<B>, 1, Int>::from_data(TensorData::new(target, [2]), &device);
-    let loss = CrossEntropyLossConfig::new()
-        .init(&device)
-        .forward(logits, target);
+    let loss = CrossEntropyLossConfig::new().init().forward(logits, target);
     let loss_value = values(loss.clone());
     assert_relative(
         &format!("{backend} v2 loss"),
