@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use dwconv::nn::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::Backend;
@@ -24,6 +23,7 @@ use clap::Parser;
 use dwconv::backend::{BACKEND_NAME, DefaultBackend, default_device};
 use dwconv::kernels::{DepthwiseBackend, DepthwiseOptions, fallback};
 use dwconv::models::{MobileNet, MobileNetConfig};
+use dwconv::nn::CrossEntropyLossConfig;
 use serde::Serialize;
 
 #[derive(Parser, Debug)]

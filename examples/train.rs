@@ -6,16 +6,17 @@
 //! cargo run --release --features wgpu --example train -- --epochs 3
 //! cargo run --release --example train -- --data ./my-images --num-classes 5
 //! cargo run --release --example train -- --resume           # continue artifacts/train
+//! cargo run --release --all-features --example train -- --backend flex
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use dwconv::backend::{BACKEND_NAME, DefaultAutodiffBackend, default_device};
+use dwconv::backend::{BACKEND_NAME, COMPILED_BACKENDS};
 use dwconv::data::FolderDataset;
 use dwconv::models::{Architecture, MobileNetConfig};
-use dwconv::train::{DataSource, OptimizerKind, RunOptions, TrainingConfig, files};
+use dwconv::train::{DataSource, OptimizerKind, RunOptions, TrainReport, TrainingConfig, files};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Model {
@@ -95,9 +96,42 @@ struct Args {
     /// Threads preparing images (0: all cores).
     #[arg(long, default_value_t = 0)]
     num_workers: usize,
-    /// No progress bars.
+    /// No progress bars or per-epoch lines.
     #[arg(long)]
     quiet: bool,
+    /// Backend, among those this build has (cargo features); default: the feature-selected
+    /// one (wgpu > flex > ndarray).
+    #[arg(long, default_value = BACKEND_NAME, value_parser = compiled_backend)]
+    backend: String,
+}
+
+fn compiled_backend(s: &str) -> Result<String, String> {
+    if COMPILED_BACKENDS.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}' is not in this build; it has {COMPILED_BACKENDS:?} (cargo features select them)"
+        ))
+    }
+}
+
+/// Trains on the backend named `backend` (one of [`COMPILED_BACKENDS`]).
+fn train_on(
+    backend: &str,
+    config: &TrainingConfig,
+    options: &RunOptions,
+) -> dwconv::Result<TrainReport> {
+    use burn::backend::Autodiff;
+    use dwconv::train::run;
+    match backend {
+        #[cfg(feature = "ndarray")]
+        "ndarray" => run::<Autodiff<burn::backend::NdArray>>(config, options, &Default::default()),
+        #[cfg(feature = "flex")]
+        "flex" => run::<Autodiff<burn::backend::Flex>>(config, options, &Default::default()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => run::<Autodiff<burn::backend::Wgpu>>(config, options, &Default::default()),
+        other => unreachable!("--backend {other} passed the parser"),
+    }
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
@@ -209,7 +243,8 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "backend: {BACKEND_NAME} | model: {} width {} | {} classes | {}x{} images | {} epochs of batch {}",
+        "backend: {} | model: {} width {} | {} classes | {}x{} images | {} epochs of batch {}",
+        args.backend,
         config.model.architecture,
         config.model.width_mult,
         config.model.num_classes,
@@ -218,10 +253,10 @@ fn main() -> ExitCode {
         config.epochs,
         config.batch_size
     );
-    let mut options = RunOptions::new(&args.artifact_dir, BACKEND_NAME);
+    let mut options = RunOptions::new(&args.artifact_dir, &args.backend);
     options.resume = args.resume;
     options.verbose = !args.quiet;
-    match dwconv::train::run::<DefaultAutodiffBackend>(&config, &options, &default_device()) {
+    match train_on(&args.backend, &config, &options) {
         Ok(report) => {
             println!(
                 "final validation accuracy {:.4} (best {:.4} at epoch {}), {:.1} training images/s",

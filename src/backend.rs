@@ -31,6 +31,16 @@ mod selected {
 #[cfg(any(feature = "ndarray", feature = "flex", feature = "wgpu"))]
 pub use selected::{BACKEND_NAME, DefaultBackend};
 
+/// Names of the backends this build has, as the examples' `--backend` flag takes them.
+pub const COMPILED_BACKENDS: &[&str] = &[
+    #[cfg(feature = "ndarray")]
+    "ndarray",
+    #[cfg(feature = "flex")]
+    "flex",
+    #[cfg(feature = "wgpu")]
+    "wgpu",
+];
+
 /// [`DefaultBackend`] with automatic differentiation, for training.
 #[cfg(any(feature = "ndarray", feature = "flex", feature = "wgpu"))]
 pub type DefaultAutodiffBackend = burn::backend::Autodiff<DefaultBackend>;

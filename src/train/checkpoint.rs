@@ -284,8 +284,14 @@ pub fn decode_model<B: Backend, M: Module<B>>(mut module: M, bytes: &[u8]) -> Re
         .map(|(path, data)| (path.clone(), data.shape.to_vec()))
         .collect();
     if expected != found {
-        let missing: Vec<_> = expected.keys().filter(|k| !found.contains_key(*k)).collect();
-        let unexpected: Vec<_> = found.keys().filter(|k| !expected.contains_key(*k)).collect();
+        let missing: Vec<_> = expected
+            .keys()
+            .filter(|k| !found.contains_key(*k))
+            .collect();
+        let unexpected: Vec<_> = found
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .collect();
         let reshaped: Vec<_> = expected
             .iter()
             .filter_map(|(k, shape)| {
@@ -307,7 +313,10 @@ pub fn decode_model<B: Backend, M: Module<B>>(mut module: M, bytes: &[u8]) -> Re
         .collect();
     let result = module.apply(tensors, None, None, false);
     if !result.errors.is_empty() {
-        return Err(format!("cannot load the model tensors: {:?}", result.errors));
+        return Err(format!(
+            "cannot load the model tensors: {:?}",
+            result.errors
+        ));
     }
     Ok(module)
 }

@@ -37,12 +37,10 @@ pub use metrics::{
 };
 pub use schedule::cosine_with_warmup;
 
-
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::config::Config;
-use hashbrown::HashMap;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::module::{AutodiffModule, ParamId};
@@ -52,6 +50,7 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::record::Record;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor};
+use hashbrown::HashMap;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -749,7 +748,8 @@ where
         best_valid_accuracy: state.best().map_or(0.0, |best| best.0),
         backend: options.backend_name.clone(),
     };
-    let model = checkpoint::encode_model(&state.model).map_err(|e| file_error(&checkpoint_path, e))?;
+    let model =
+        checkpoint::encode_model(&state.model).map_err(|e| file_error(&checkpoint_path, e))?;
     if is_best {
         Checkpoint {
             header: header.clone(),

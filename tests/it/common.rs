@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 
+use std::path::PathBuf;
+
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -59,4 +61,25 @@ pub fn max_relative_diff(a: &[f32], b: &[f32]) -> f64 {
         .zip(b)
         .map(|(x, y)| (*x as f64 - *y as f64).abs() / scale)
         .fold(0.0, f64::max)
+}
+
+/// A fresh, empty directory under the system's temporary directory.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dwconv-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An example binary that `cargo test` builds next to the test binaries.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} not built (cargo test builds the examples; cargo test --test it alone does not)",
+        path.display()
+    );
+    path
 }

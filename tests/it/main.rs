@@ -7,5 +7,6 @@ mod models;
 mod modules;
 mod norm_act;
 mod pointwise;
+mod reproducibility;
 mod torchvision;
 mod training;

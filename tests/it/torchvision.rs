@@ -10,9 +10,9 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use dwconv::Error;
-use dwconv::nn::CrossEntropyLossConfig;
 use dwconv::kernels::DepthwiseBackend;
 use dwconv::models::{Architecture, MobileNet, MobileNetConfig, StateDict};
+use dwconv::nn::CrossEntropyLossConfig;
 
 use crate::common::{max_relative_diff, random_values};
 

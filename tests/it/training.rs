@@ -5,27 +5,18 @@ use std::process::Command;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::data::dataset::Dataset;
-use burn::module::Module;
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::Tensor;
 use dwconv::data::{
     FolderDataset, FolderOptions, ImageBatcher, Normalization, SyntheticConfig, augment,
 };
 use dwconv::models::MobileNetConfig;
 use dwconv::train::{
-    Checkpoint, CheckpointHeader, RunOptions, TrainingConfig, evaluate, files, load_model, run,
+    Checkpoint, CheckpointHeader, RunOptions, TrainingConfig, encode_model, evaluate, files,
+    load_model, run,
 };
 use rand::SeedableRng;
 
-use crate::common::{random_values, tensor, values};
-
-/// A fresh, empty directory under the target directory's temp space.
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dwconv-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::common::{example_binary, random_values, scratch_dir, tensor, values};
 
 fn synthetic(num_classes: usize) -> SyntheticConfig {
     SyntheticConfig {
@@ -343,9 +334,7 @@ fn save_then_load_gives_identical_logits() {
     // Burn initialises parameters lazily, and a clone made before that draws its own
     // values: run the model once so that the record holds the weights it was run with.
     let expected = values(model.forward(x()));
-    let bytes = BinBytesRecorder::<FullPrecisionSettings>::default()
-        .record(model.clone().into_record(), ())
-        .unwrap();
+    let bytes = encode_model(&model).unwrap();
     let path = dir.join("model.bin");
     Checkpoint {
         header: CheckpointHeader {
@@ -424,19 +413,6 @@ fn training_config_errors_name_the_value() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("/no/such/dir"), "{err}");
-}
-
-/// The `train` example binary that `cargo test` builds next to the test binaries.
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "{} not built (cargo test builds examples)",
-        path.display()
-    );
-    path
 }
 
 #[test]
