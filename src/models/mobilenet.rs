@@ -4,12 +4,9 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use super::spec::{Architecture, BlockKind, BlockSpec, MobileNetSpec};
+use super::spec::{Architecture, Block, MobileNetSpec};
 use crate::kernels::DepthwiseBackend;
-use crate::nn::{
-    Activation, ConvNormAct, ConvNormActConfig, DepthwiseSeparableConv,
-    DepthwiseSeparableConvConfig, InvertedResidual, InvertedResidualConfig,
-};
+use crate::nn::{Activation, ConvNormAct, ConvNormActConfig, LayerInfo, LayerKind, TorchKeys};
 
 /// The strides at which [`MobileNet::forward_features`] returns feature maps.
 pub const FEATURE_STRIDES: [usize; 4] = [4, 8, 16, 32];
@@ -104,7 +101,7 @@ impl MobileNetConfig {
         let blocks = spec
             .blocks
             .iter()
-            .map(|b| Block::from_spec(b, &spec, device))
+            .map(|b| Block::from_spec(b, spec.norm, device))
             .collect::<crate::Result<Vec<_>>>()?;
         let body_out = spec
             .blocks
@@ -136,7 +133,6 @@ impl MobileNetConfig {
                 .map_or(Activation::Identity, |l| l.activation),
             dropout: DropoutConfig::new(self.dropout).init(),
             classifier,
-            feature_taps: feature_taps(&spec),
             architecture: self.architecture,
         })
     }
@@ -152,77 +148,6 @@ fn init_linear<B: Backend>(inputs: usize, outputs: usize, device: &B::Device) ->
         .init(device);
     linear.bias = Some(Param::from_tensor(Tensor::zeros([outputs], device)));
     linear
-}
-
-/// Index, in the layer sequence `stem, blocks.., last_conv`, of the last layer at each of
-/// [`FEATURE_STRIDES`].
-fn feature_taps(spec: &MobileNetSpec) -> Vec<usize> {
-    let mut stride = 2;
-    let mut strides = vec![stride];
-    for block in &spec.blocks {
-        stride *= block.stride;
-        strides.push(stride);
-    }
-    if spec.last_conv.is_some() {
-        strides.push(stride);
-    }
-    FEATURE_STRIDES
-        .iter()
-        .map(|&s| {
-            strides
-                .iter()
-                .rposition(|&t| t == s)
-                .expect("every MobileNet spec passes through strides 4, 8, 16 and 32")
-        })
-        .collect()
-}
-
-/// One body block: a V1 separable conv or a V2/V3 inverted residual.
-#[derive(Module, Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum Block<B: Backend> {
-    /// Depthwise-separable conv (V1).
-    Separable(DepthwiseSeparableConv<B>),
-    /// Inverted residual (V2, V3).
-    InvertedResidual(InvertedResidual<B>),
-}
-
-impl<B: Backend> Block<B> {
-    fn from_spec(spec: &BlockSpec, net: &MobileNetSpec, device: &B::Device) -> crate::Result<Self> {
-        Ok(match spec.kind {
-            BlockKind::Separable => Block::Separable(
-                DepthwiseSeparableConvConfig::new(spec.in_channels, spec.out_channels)
-                    .with_kernel_size(spec.kernel_size)
-                    .with_stride(spec.stride)
-                    .with_activation(spec.activation)
-                    .with_norm(net.norm)
-                    .try_init(device)?,
-            ),
-            BlockKind::InvertedResidual => Block::InvertedResidual(
-                InvertedResidualConfig::new(
-                    spec.in_channels,
-                    spec.expanded_channels,
-                    spec.out_channels,
-                )
-                .with_kernel_size(spec.kernel_size)
-                .with_stride(spec.stride)
-                .with_squeeze_channels(spec.squeeze_channels)
-                .with_activation(spec.activation)
-                .with_norm(net.norm)
-                .try_init(device)?,
-            ),
-        })
-    }
-}
-
-impl<B: DepthwiseBackend> Block<B> {
-    /// `[N, in, H, W]` → `[N, out, H', W']`.
-    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        match self {
-            Block::Separable(block) => block.forward(input),
-            Block::InvertedResidual(block) => block.forward(input),
-        }
-    }
 }
 
 /// A MobileNet (V1, V2, V3-Small or V3-Large) built from a [`MobileNetSpec`].
@@ -245,8 +170,6 @@ pub struct MobileNet<B: Backend> {
     pub dropout: Dropout,
     /// Final linear layer, `[features] → [num_classes]`.
     pub classifier: Linear<B>,
-    /// Layer indices (stem = 0) whose outputs [`Self::forward_features`] returns.
-    pub feature_taps: Vec<usize>,
     /// The variant.
     pub architecture: Architecture,
 }
@@ -284,19 +207,124 @@ impl<B: Backend> MobileNet<B> {
         Ok(())
     }
 
-    /// Channels of the [`Self::forward_features`] maps, in stride order 4, 8, 16, 32.
-    pub fn feature_channels(&self) -> Vec<usize> {
-        let mut channels = vec![self.stem.conv.out_channels()];
-        for block in &self.blocks {
-            channels.push(match block {
-                Block::Separable(b) => b.pointwise.conv.out_channels(),
-                Block::InvertedResidual(b) => b.project.conv.out_channels(),
+    /// The network as a list of units (stem, each block, last conv, classifier layers),
+    /// each listing its layers: what the cost table, the torchvision keys and the feature
+    /// maps are derived from.
+    pub fn describe(&self) -> Vec<Unit> {
+        let mut units = vec![Unit {
+            path: "stem".into(),
+            torch_prefix: "features.0".into(),
+            layers: vec![self.stem.describe("", TorchKeys::conv_norm(""))],
+            in_body: true,
+        }];
+        for (i, block) in self.blocks.iter().enumerate() {
+            units.push(Unit {
+                path: format!("blocks.{i}"),
+                torch_prefix: format!("features.{}", i + 1),
+                layers: block.layers(self.architecture),
+                in_body: true,
             });
         }
         if let Some(last) = &self.last_conv {
-            channels.push(last.conv.out_channels());
+            units.push(Unit {
+                path: "last_conv".into(),
+                torch_prefix: format!("features.{}", self.blocks.len() + 1),
+                layers: vec![last.describe("", TorchKeys::conv_norm(""))],
+                in_body: true,
+            });
         }
-        self.feature_taps.iter().map(|&i| channels[i]).collect()
+        // torchvision's classifier is a Sequential with dropout at 1 (V2) or 2 (V3).
+        let classifier_index = match &self.classifier_hidden {
+            Some(hidden) => {
+                units.push(Unit::linear("classifier_hidden", "classifier.0", hidden));
+                3
+            }
+            None => 1,
+        };
+        units.push(Unit::linear(
+            "classifier",
+            &format!("classifier.{classifier_index}"),
+            &self.classifier,
+        ));
+        units
+    }
+
+    /// Indices, among the body units of [`Self::describe`] (stem = 0), of the last unit at
+    /// each of [`FEATURE_STRIDES`], with their output channels.
+    fn feature_taps(&self) -> Vec<(usize, usize)> {
+        let mut stride = 1;
+        let strides: Vec<(usize, usize)> = self
+            .describe()
+            .iter()
+            .filter(|unit| unit.in_body)
+            .map(|unit| {
+                stride *= unit.stride();
+                (stride, unit.out_channels())
+            })
+            .collect();
+        FEATURE_STRIDES
+            .iter()
+            .map(|&s| {
+                let index = strides
+                    .iter()
+                    .rposition(|&(t, _)| t == s)
+                    .expect("every MobileNet passes through strides 4, 8, 16 and 32");
+                (index, strides[index].1)
+            })
+            .collect()
+    }
+
+    /// Channels of the [`Self::forward_features`] maps, in stride order 4, 8, 16, 32.
+    pub fn feature_channels(&self) -> Vec<usize> {
+        self.feature_taps()
+            .into_iter()
+            .map(|(_, channels)| channels)
+            .collect()
+    }
+}
+
+/// One top-level part of a [`MobileNet`]: the stem, a body block, the last 1×1 conv or a
+/// classifier layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unit {
+    /// Module path (`stem`, `blocks.3`, `last_conv`, `classifier_hidden`, `classifier`).
+    pub path: String,
+    /// torchvision key prefix (`features.0`, `features.4`, `classifier.3`, ...).
+    pub torch_prefix: String,
+    /// Its layers, in execution order.
+    pub layers: Vec<LayerInfo>,
+    /// Whether it belongs to the feature extractor (stem, blocks, last conv), whose
+    /// outputs [`MobileNet::forward_features`] taps.
+    pub in_body: bool,
+}
+
+impl Unit {
+    fn linear<B: Backend>(path: &str, torch_prefix: &str, linear: &Linear<B>) -> Self {
+        let [inputs, outputs] = linear.weight.dims();
+        Unit {
+            path: path.into(),
+            torch_prefix: torch_prefix.into(),
+            layers: vec![LayerInfo {
+                path: String::new(),
+                kind: LayerKind::Linear {
+                    inputs,
+                    outputs,
+                    bias: linear.bias.is_some(),
+                },
+                torch: TorchKeys::At(String::new()),
+            }],
+            in_body: false,
+        }
+    }
+
+    /// Product of its layers' strides.
+    pub fn stride(&self) -> usize {
+        self.layers.iter().map(|l| l.kind.stride()).product()
+    }
+
+    /// Output channels of its last layer.
+    pub fn out_channels(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.kind.out_channels())
     }
 }
 
@@ -332,9 +360,10 @@ impl<B: DepthwiseBackend> MobileNet<B> {
     /// Other widths scale them with the variant's rounding.
     pub fn forward_features(&self, images: Tensor<B, 4>) -> crate::Result<Vec<Tensor<B, 4>>> {
         self.check_input(images.dims())?;
-        let mut maps = Vec::with_capacity(FEATURE_STRIDES.len());
+        let taps: Vec<usize> = self.feature_taps().into_iter().map(|(i, _)| i).collect();
+        let mut maps = Vec::with_capacity(taps.len());
         self.body(images, |index, x| {
-            if self.feature_taps.contains(&index) {
+            if taps.contains(&index) {
                 maps.push(x.clone());
             }
         });

@@ -5,6 +5,8 @@ mod mobilenet;
 pub mod spec;
 mod torchvision;
 
-pub use mobilenet::{Block, MobileNet, MobileNetConfig};
-pub use spec::{Architecture, BlockKind, BlockSpec, LayerSpec, MobileNetSpec, make_divisible};
+pub use mobilenet::{MobileNet, MobileNetConfig, Unit};
+pub use spec::{
+    Architecture, Block, BlockKind, BlockSpec, LayerSpec, MobileNetSpec, make_divisible,
+};
 pub use torchvision::{PROBE_SHAPE, StateDict, StateDictMismatch, probe_input};

@@ -9,9 +9,16 @@
 use std::fmt;
 use std::str::FromStr;
 
+use burn::module::Module;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::nn::{Activation, NormConfig};
+use crate::kernels::DepthwiseBackend;
+use crate::nn::{
+    Activation, DepthwiseSeparableConv, DepthwiseSeparableConvConfig, InvertedResidual,
+    InvertedResidualConfig, InvertedResidualKeys, LayerInfo, NormConfig,
+};
 
 /// The MobileNet variants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,34 +89,105 @@ pub fn make_divisible(value: f64, divisor: usize) -> usize {
     rounded
 }
 
-/// Which block a [`BlockSpec`] builds.
+/// Which block a [`BlockSpec`] builds, with what only that kind has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
     /// [`DepthwiseSeparableConv`](crate::nn::DepthwiseSeparableConv) (V1).
     Separable,
     /// [`InvertedResidual`](crate::nn::InvertedResidual) (V2, V3).
-    InvertedResidual,
+    InvertedResidual {
+        /// Channels after the 1×1 expansion (`in_channels` when there is none).
+        expanded_channels: usize,
+        /// Squeeze-excitation bottleneck width, if the block has one.
+        squeeze_channels: Option<usize>,
+    },
 }
 
 /// One block of the body, with concrete (width-adjusted) channel counts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockSpec {
-    /// Block type.
+    /// Block type and its own widths.
     pub kind: BlockKind,
     /// Input channels.
     pub in_channels: usize,
-    /// Expanded channels (inverted residual; equal to `in_channels` for none).
-    pub expanded_channels: usize,
     /// Output channels.
     pub out_channels: usize,
     /// Depthwise kernel size.
     pub kernel_size: usize,
     /// Depthwise stride.
     pub stride: usize,
-    /// Squeeze-excitation bottleneck width, if any.
-    pub squeeze_channels: Option<usize>,
     /// Activation of the block.
     pub activation: Activation,
+}
+
+/// One built body block: what a [`BlockSpec`] makes. A new block kind is a module in
+/// `nn/` that lists its layers ([`LayerInfo`]), a [`BlockKind`] variant, and a variant
+/// here with its three arms below.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Block<B: Backend> {
+    /// Depthwise-separable conv (V1).
+    Separable(DepthwiseSeparableConv<B>),
+    /// Inverted residual (V2, V3).
+    InvertedResidual(InvertedResidual<B>),
+}
+
+impl<B: Backend> Block<B> {
+    /// Builds the block `spec` describes, with the network's BatchNorm settings.
+    pub fn from_spec(
+        spec: &BlockSpec,
+        norm: NormConfig,
+        device: &B::Device,
+    ) -> crate::Result<Self> {
+        Ok(match spec.kind {
+            BlockKind::Separable => Block::Separable(
+                DepthwiseSeparableConvConfig::new(spec.in_channels, spec.out_channels)
+                    .with_kernel_size(spec.kernel_size)
+                    .with_stride(spec.stride)
+                    .with_activation(spec.activation)
+                    .with_norm(norm)
+                    .try_init(device)?,
+            ),
+            BlockKind::InvertedResidual {
+                expanded_channels,
+                squeeze_channels,
+            } => Block::InvertedResidual(
+                InvertedResidualConfig::new(spec.in_channels, expanded_channels, spec.out_channels)
+                    .with_kernel_size(spec.kernel_size)
+                    .with_stride(spec.stride)
+                    .with_squeeze_channels(squeeze_channels)
+                    .with_activation(spec.activation)
+                    .with_norm(norm)
+                    .try_init(device)?,
+            ),
+        })
+    }
+
+    /// Its layers in order, with torchvision keys as `architecture`'s torchvision model
+    /// numbers them.
+    pub fn layers(&self, architecture: Architecture) -> Vec<LayerInfo> {
+        match self {
+            Block::Separable(block) => block.layers(),
+            Block::InvertedResidual(block) => block.layers(match architecture {
+                Architecture::V2 => InvertedResidualKeys::MobileNetV2,
+                _ => InvertedResidualKeys::MobileNetV3,
+            }),
+        }
+    }
+}
+
+impl<B: DepthwiseBackend> Block<B> {
+    /// The block's forward pass.
+    ///
+    /// # Shapes
+    /// - input: `[N, in_channels, H, W]`
+    /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]`
+    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Block::Separable(block) => block.forward(input),
+            Block::InvertedResidual(block) => block.forward(input),
+        }
+    }
 }
 
 /// A plain layer: output width and activation.
@@ -139,71 +217,133 @@ pub struct MobileNetSpec {
     pub norm: NormConfig,
 }
 
-/// V1 body (Howard et al. 2017, table 1): (output channels, stride) of each separable block.
-const V1_BLOCKS: [(usize, usize); 13] = [
-    (64, 1),
-    (128, 2),
-    (128, 1),
-    (256, 2),
-    (256, 1),
-    (512, 2),
-    (512, 1),
-    (512, 1),
-    (512, 1),
-    (512, 1),
-    (512, 1),
-    (1024, 2),
-    (1024, 1),
+/// A V1 row: one depthwise-separable block.
+struct V1Row {
+    /// Output channels at width 1.0.
+    channels: usize,
+    stride: usize,
+}
+
+const fn v1(channels: usize, stride: usize) -> V1Row {
+    V1Row { channels, stride }
+}
+
+/// V1 body (Howard et al. 2017, table 1).
+const V1_BLOCKS: [V1Row; 13] = [
+    v1(64, 1),
+    v1(128, 2),
+    v1(128, 1),
+    v1(256, 2),
+    v1(256, 1),
+    v1(512, 2),
+    v1(512, 1),
+    v1(512, 1),
+    v1(512, 1),
+    v1(512, 1),
+    v1(512, 1),
+    v1(1024, 2),
+    v1(1024, 1),
 ];
 
-/// V2 body (Sandler et al. 2018, table 2): expansion t, channels c, repeats n, stride s.
-const V2_STAGES: [(usize, usize, usize, usize); 7] = [
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
+/// A V2 row: a stage of `repeats` inverted residuals, the first with `stride`.
+struct V2Stage {
+    /// Expansion factor t: expanded channels = t × input channels.
+    expansion: usize,
+    /// Output channels c at width 1.0.
+    channels: usize,
+    /// Blocks n in the stage.
+    repeats: usize,
+    /// Stride s of the stage's first block.
+    stride: usize,
+}
+
+const fn v2(expansion: usize, channels: usize, repeats: usize, stride: usize) -> V2Stage {
+    V2Stage {
+        expansion,
+        channels,
+        repeats,
+        stride,
+    }
+}
+
+/// V2 body (Sandler et al. 2018, table 2): `v2(t, c, n, s)`.
+const V2_STAGES: [V2Stage; 7] = [
+    v2(1, 16, 1, 1),
+    v2(6, 24, 2, 2),
+    v2(6, 32, 3, 2),
+    v2(6, 64, 4, 2),
+    v2(6, 96, 3, 1),
+    v2(6, 160, 3, 2),
+    v2(6, 320, 1, 1),
 ];
 
 use Activation::{HardSwish as HS, Relu as RE};
 
-/// One V3 bneck row: kernel, expanded channels, output channels, SE, activation, stride.
-type V3Row = (usize, usize, usize, bool, Activation, usize);
+/// A V3 "bneck" row, in the papers' column order.
+struct V3Row {
+    kernel_size: usize,
+    /// Expanded channels at width 1.0.
+    expanded: usize,
+    /// Output channels at width 1.0.
+    channels: usize,
+    squeeze_excite: bool,
+    activation: Activation,
+    stride: usize,
+}
 
-/// V3-Large body (Howard et al. 2019, table 1).
+const fn bneck(
+    kernel_size: usize,
+    expanded: usize,
+    channels: usize,
+    squeeze_excite: bool,
+    activation: Activation,
+    stride: usize,
+) -> V3Row {
+    V3Row {
+        kernel_size,
+        expanded,
+        channels,
+        squeeze_excite,
+        activation,
+        stride,
+    }
+}
+
+const SE: bool = true;
+const NO_SE: bool = false;
+
+/// V3-Large body (Howard et al. 2019, table 1): `bneck(kernel, exp size, #out, SE, NL, s)`.
 const V3_LARGE_BLOCKS: [V3Row; 15] = [
-    (3, 16, 16, false, RE, 1),
-    (3, 64, 24, false, RE, 2),
-    (3, 72, 24, false, RE, 1),
-    (5, 72, 40, true, RE, 2),
-    (5, 120, 40, true, RE, 1),
-    (5, 120, 40, true, RE, 1),
-    (3, 240, 80, false, HS, 2),
-    (3, 200, 80, false, HS, 1),
-    (3, 184, 80, false, HS, 1),
-    (3, 184, 80, false, HS, 1),
-    (3, 480, 112, true, HS, 1),
-    (3, 672, 112, true, HS, 1),
-    (5, 672, 160, true, HS, 2),
-    (5, 960, 160, true, HS, 1),
-    (5, 960, 160, true, HS, 1),
+    bneck(3, 16, 16, NO_SE, RE, 1),
+    bneck(3, 64, 24, NO_SE, RE, 2),
+    bneck(3, 72, 24, NO_SE, RE, 1),
+    bneck(5, 72, 40, SE, RE, 2),
+    bneck(5, 120, 40, SE, RE, 1),
+    bneck(5, 120, 40, SE, RE, 1),
+    bneck(3, 240, 80, NO_SE, HS, 2),
+    bneck(3, 200, 80, NO_SE, HS, 1),
+    bneck(3, 184, 80, NO_SE, HS, 1),
+    bneck(3, 184, 80, NO_SE, HS, 1),
+    bneck(3, 480, 112, SE, HS, 1),
+    bneck(3, 672, 112, SE, HS, 1),
+    bneck(5, 672, 160, SE, HS, 2),
+    bneck(5, 960, 160, SE, HS, 1),
+    bneck(5, 960, 160, SE, HS, 1),
 ];
 
-/// V3-Small body (Howard et al. 2019, table 2).
+/// V3-Small body (Howard et al. 2019, table 2), same columns.
 const V3_SMALL_BLOCKS: [V3Row; 11] = [
-    (3, 16, 16, true, RE, 2),
-    (3, 72, 24, false, RE, 2),
-    (3, 88, 24, false, RE, 1),
-    (5, 96, 40, true, HS, 2),
-    (5, 240, 40, true, HS, 1),
-    (5, 240, 40, true, HS, 1),
-    (5, 120, 48, true, HS, 1),
-    (5, 144, 48, true, HS, 1),
-    (5, 288, 96, true, HS, 2),
-    (5, 576, 96, true, HS, 1),
-    (5, 576, 96, true, HS, 1),
+    bneck(3, 16, 16, SE, RE, 2),
+    bneck(3, 72, 24, NO_SE, RE, 2),
+    bneck(3, 88, 24, NO_SE, RE, 1),
+    bneck(5, 96, 40, SE, HS, 2),
+    bneck(5, 240, 40, SE, HS, 1),
+    bneck(5, 240, 40, SE, HS, 1),
+    bneck(5, 120, 48, SE, HS, 1),
+    bneck(5, 144, 48, SE, HS, 1),
+    bneck(5, 288, 96, SE, HS, 2),
+    bneck(5, 576, 96, SE, HS, 1),
+    bneck(5, 576, 96, SE, HS, 1),
 ];
 
 impl MobileNetSpec {
@@ -229,16 +369,14 @@ impl MobileNetSpec {
         let mut in_channels = stem;
         let blocks = V1_BLOCKS
             .iter()
-            .map(|&(c, stride)| {
-                let out = scale(c);
+            .map(|row| {
+                let out = scale(row.channels);
                 let block = BlockSpec {
                     kind: BlockKind::Separable,
                     in_channels,
-                    expanded_channels: in_channels,
                     out_channels: out,
                     kernel_size: 3,
-                    stride,
-                    squeeze_channels: None,
+                    stride: row.stride,
                     activation: Activation::Relu6,
                 };
                 in_channels = out;
@@ -264,17 +402,18 @@ impl MobileNetSpec {
         let stem = make_divisible(32.0 * width_mult, 8);
         let mut in_channels = stem;
         let mut blocks = Vec::new();
-        for &(t, c, n, s) in &V2_STAGES {
-            let out = make_divisible(c as f64 * width_mult, 8);
-            for i in 0..n {
+        for stage in &V2_STAGES {
+            let out = make_divisible(stage.channels as f64 * width_mult, 8);
+            for i in 0..stage.repeats {
                 blocks.push(BlockSpec {
-                    kind: BlockKind::InvertedResidual,
+                    kind: BlockKind::InvertedResidual {
+                        expanded_channels: in_channels * stage.expansion,
+                        squeeze_channels: None,
+                    },
                     in_channels,
-                    expanded_channels: (in_channels as f64 * t as f64).round() as usize,
                     out_channels: out,
                     kernel_size: 3,
-                    stride: if i == 0 { s } else { 1 },
-                    squeeze_channels: None,
+                    stride: if i == 0 { stage.stride } else { 1 },
                     activation: Activation::Relu6,
                 });
                 in_channels = out;
@@ -304,17 +443,20 @@ impl MobileNetSpec {
         let mut in_channels = stem;
         let blocks: Vec<BlockSpec> = table
             .iter()
-            .map(|&(kernel_size, expanded, out, se, activation, stride)| {
-                let expanded = adjust(expanded);
+            .map(|row| {
+                let expanded = adjust(row.expanded);
                 let block = BlockSpec {
-                    kind: BlockKind::InvertedResidual,
+                    kind: BlockKind::InvertedResidual {
+                        expanded_channels: expanded,
+                        squeeze_channels: row
+                            .squeeze_excite
+                            .then(|| make_divisible((expanded / 4) as f64, 8)),
+                    },
                     in_channels,
-                    expanded_channels: expanded,
-                    out_channels: adjust(out),
-                    kernel_size,
-                    stride,
-                    squeeze_channels: se.then(|| make_divisible((expanded / 4) as f64, 8)),
-                    activation,
+                    out_channels: adjust(row.channels),
+                    kernel_size: row.kernel_size,
+                    stride: row.stride,
+                    activation: row.activation,
                 };
                 in_channels = block.out_channels;
                 block

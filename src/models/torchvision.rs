@@ -1,8 +1,9 @@
 //! torchvision weight interchange: a [`MobileNet`]'s tensors under the key names and
 //! layouts of torchvision's `mobilenet_v2` / `mobilenet_v3_small` / `mobilenet_v3_large`.
 //!
-//! Keys are derived by rules from the model's own structure (which parts each block has),
-//! so every width multiplier and class count maps without per-layer lists:
+//! Keys come from the model's own description ([`MobileNet::describe`]): each block lists
+//! its layers with their torchvision key suffixes, so every width multiplier and class
+//! count maps without per-layer lists:
 //!
 //! | ours | torchvision key |
 //! |---|---|
@@ -27,15 +28,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 
-use burn::module::{Module, Param, RunningState};
-use burn::nn::{BatchNorm, Linear};
+use burn::module::{Module, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
+use burn_store::{ModuleSnapshot, TensorSnapshot};
 
-use super::mobilenet::{Block, MobileNet, MobileNetConfig};
-use super::spec::Architecture;
+use super::mobilenet::{MobileNet, MobileNetConfig};
 use crate::Error;
-use crate::nn::{ConvLayer, ConvNormAct, InvertedResidual, SqueezeExcitation};
+use crate::nn::{LayerKind, TorchKeys, WeightLayout, join};
 
 /// A PyTorch-style state dict: tensors by key name, plus string metadata (safetensors
 /// header metadata; empty for `.pth` files).
@@ -301,214 +301,140 @@ impl fmt::Display for StateDictMismatch {
 }
 
 /// How one of our tensors is stored in torch.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Layout {
+    /// The same shape.
+    Same,
     /// Ours `[out, in]`, torch `[out, in, 1, 1]`.
     Pointwise,
     /// Ours `[in, out]`, torch `[out, in]`.
     Transposed,
 }
 
-/// A mutable handle on one of the model's tensors.
-enum Slot<'a, B: Backend> {
-    Vector(&'a mut Param<Tensor<B, 1>>),
-    Matrix(&'a mut Param<Tensor<B, 2>>, Layout),
-    Kernel(&'a mut Param<Tensor<B, 4>>),
-    Running(&'a mut RunningState<Tensor<B, 1>>),
-}
-
-impl<B: Backend> Slot<'_, B> {
-    fn torch_shape(&self) -> Vec<usize> {
+impl Layout {
+    fn torch_shape(self, ours: &[usize]) -> Vec<usize> {
         match self {
-            Slot::Vector(p) => p.lazy_shape().to_vec(),
-            Slot::Kernel(p) => p.lazy_shape().to_vec(),
-            Slot::Running(r) => r.value().dims().to_vec(),
-            Slot::Matrix(p, layout) => {
-                let [a, b] = p.lazy_shape().dims();
-                match layout {
-                    Layout::Pointwise => vec![a, b, 1, 1],
-                    Layout::Transposed => vec![b, a],
-                }
-            }
+            Layout::Same => ours.to_vec(),
+            Layout::Pointwise => vec![ours[0], ours[1], 1, 1],
+            Layout::Transposed => vec![ours[1], ours[0]],
         }
     }
 
-    /// The tensor in torch layout.
-    fn read(&self) -> TensorData {
-        match self {
-            Slot::Vector(p) => p.val().into_data(),
-            Slot::Kernel(p) => p.val().into_data(),
-            Slot::Running(r) => r.value().into_data(),
-            Slot::Matrix(p, layout) => match layout {
-                Layout::Transposed => p.val().transpose().into_data(),
-                Layout::Pointwise => {
-                    let mut data = p.val().into_data();
-                    data.shape = self.torch_shape().into();
-                    data
-                }
-            },
-        }
-    }
-
-    /// Replaces the tensor with `data` (torch layout, shape already checked), keeping the
-    /// parameter's id and marking it trainable.
-    fn write(&mut self, data: TensorData, device: &B::Device) {
+    /// `data` (f32) from our layout (`to_torch`) or back, `ours` being our shape.
+    fn convert(self, data: TensorData, ours: &[usize], to_torch: bool) -> TensorData {
         let data = data.convert::<f32>();
         match self {
-            Slot::Vector(p) => {
-                **p = Param::initialized(p.id, Tensor::from_data(data, device).require_grad())
-            }
-            Slot::Kernel(p) => {
-                **p = Param::initialized(p.id, Tensor::from_data(data, device).require_grad())
-            }
-            Slot::Running(r) => **r = RunningState::new(Tensor::from_data(data, device)),
-            Slot::Matrix(p, layout) => {
-                let [a, b] = p.lazy_shape().dims();
-                let tensor = match layout {
-                    Layout::Transposed => Tensor::<B, 2>::from_data(data, device).transpose(),
-                    Layout::Pointwise => Tensor::from_data(
-                        TensorData::new(data.into_vec::<f32>().expect("f32 after convert"), [a, b]),
-                        device,
-                    ),
+            Layout::Same => data,
+            Layout::Pointwise => {
+                let shape = if to_torch {
+                    self.torch_shape(ours)
+                } else {
+                    ours.to_vec()
                 };
-                **p = Param::initialized(p.id, tensor.require_grad());
+                TensorData::new(data.into_vec::<f32>().expect("f32 after convert"), shape)
+            }
+            Layout::Transposed => {
+                let [rows, cols] = match to_torch {
+                    true => [ours[0], ours[1]],
+                    false => [ours[1], ours[0]],
+                };
+                let values = data.into_vec::<f32>().expect("f32 after convert");
+                let transposed: Vec<f32> = (0..rows * cols)
+                    .map(|i| values[(i % rows) * cols + i / rows])
+                    .collect();
+                TensorData::new(transposed, [cols, rows])
             }
         }
     }
 }
 
-/// The model's tensors with their torch keys, plus the BatchNorm prefixes (for
-/// `num_batches_tracked`).
-struct Slots<'a, B: Backend> {
-    items: Vec<(String, Slot<'a, B>)>,
-    batch_norms: Vec<String>,
+/// One of the model's tensors: its module path, its torchvision key and layout.
+struct TensorKey {
+    path: String,
+    key: String,
+    layout: Layout,
 }
 
-impl<'a, B: Backend> Slots<'a, B> {
-    fn of(model: &'a mut MobileNet<B>) -> Self {
-        let mut slots = Slots {
-            items: Vec::new(),
-            batch_norms: Vec::new(),
-        };
-        let architecture = model.architecture;
-        slots.conv_norm_act("features.0", &mut model.stem);
-        let blocks = model.blocks.len();
-        for (i, block) in model.blocks.iter_mut().enumerate() {
-            let prefix = format!("features.{}", i + 1);
-            match block {
-                Block::Separable(b) => {
-                    slots.conv_norm_act(&format!("{prefix}.conv.0"), &mut b.depthwise);
-                    slots.conv_norm_act(&format!("{prefix}.conv.1"), &mut b.pointwise);
+/// Every tensor of the model under its torchvision key, from the model's description,
+/// plus the BatchNorm prefixes (for `num_batches_tracked`).
+fn tensor_keys<B: Backend>(model: &MobileNet<B>) -> (Vec<TensorKey>, Vec<String>) {
+    let mut keys = Vec::new();
+    let mut batch_norms = Vec::new();
+    let mut push =
+        |path: String, key: String, layout: Layout| keys.push(TensorKey { path, key, layout });
+    for unit in model.describe() {
+        for layer in unit.layers {
+            let path = join(&unit.path, &layer.path);
+            let torch = |suffix: &str| join(&unit.torch_prefix, suffix);
+            match (layer.kind, &layer.torch) {
+                (LayerKind::ConvNormAct(conv), TorchKeys::ConvNorm { conv: c, norm: n }) => {
+                    let layout = match conv.layout {
+                        WeightLayout::Kernel => Layout::Same,
+                        WeightLayout::Matrix => Layout::Pointwise,
+                    };
+                    let (c, n) = (torch(c), torch(n));
+                    push(format!("{path}.conv.weight"), format!("{c}.weight"), layout);
+                    if conv.bias {
+                        push(
+                            format!("{path}.conv.bias"),
+                            format!("{c}.bias"),
+                            Layout::Same,
+                        );
+                    }
+                    for (ours, theirs) in [
+                        ("gamma", "weight"),
+                        ("beta", "bias"),
+                        ("running_mean", "running_mean"),
+                        ("running_var", "running_var"),
+                    ] {
+                        push(
+                            format!("{path}.norm.{ours}"),
+                            format!("{n}.{theirs}"),
+                            Layout::Same,
+                        );
+                    }
+                    batch_norms.push(n);
                 }
-                Block::InvertedResidual(b) => {
-                    if architecture == Architecture::V2 {
-                        slots.inverted_residual_v2(&prefix, b)
-                    } else {
-                        slots.inverted_residual_v3(&prefix, b)
+                (LayerKind::SqueezeExcitation { .. }, TorchKeys::At(at)) => {
+                    let at = torch(at);
+                    for fc in ["fc1", "fc2"] {
+                        push(
+                            format!("{path}.{fc}.weight"),
+                            format!("{at}.{fc}.weight"),
+                            Layout::Pointwise,
+                        );
+                        push(
+                            format!("{path}.{fc}.bias"),
+                            format!("{at}.{fc}.bias"),
+                            Layout::Same,
+                        );
                     }
                 }
-            }
-        }
-        if let Some(last) = &mut model.last_conv {
-            slots.conv_norm_act(&format!("features.{}", blocks + 1), last);
-        }
-        match &mut model.classifier_hidden {
-            Some(hidden) => {
-                slots.linear("classifier.0", hidden);
-                slots.linear("classifier.3", &mut model.classifier);
-            }
-            None => slots.linear("classifier.1", &mut model.classifier),
-        }
-        slots
-    }
-
-    /// torchvision V2: `conv.{j}` conv+bn pairs; the project conv and BN apart.
-    fn inverted_residual_v2(&mut self, prefix: &str, block: &'a mut InvertedResidual<B>) {
-        let mut j = 0;
-        if let Some(expand) = &mut block.expand {
-            self.conv_norm_act(&format!("{prefix}.conv.{j}"), expand);
-            j += 1;
-        }
-        self.conv_norm_act(&format!("{prefix}.conv.{j}"), &mut block.depthwise);
-        self.conv(&format!("{prefix}.conv.{}", j + 1), &mut block.project.conv);
-        self.batch_norm(&format!("{prefix}.conv.{}", j + 2), &mut block.project.norm);
-    }
-
-    /// torchvision V3: `block.{j}`, one index per part.
-    fn inverted_residual_v3(&mut self, prefix: &str, block: &'a mut InvertedResidual<B>) {
-        let mut j = 0;
-        if let Some(expand) = &mut block.expand {
-            self.conv_norm_act(&format!("{prefix}.block.{j}"), expand);
-            j += 1;
-        }
-        self.conv_norm_act(&format!("{prefix}.block.{j}"), &mut block.depthwise);
-        j += 1;
-        if let Some(se) = &mut block.squeeze_excite {
-            self.squeeze_excite(&format!("{prefix}.block.{j}"), se);
-            j += 1;
-        }
-        self.conv_norm_act(&format!("{prefix}.block.{j}"), &mut block.project);
-    }
-
-    fn push(&mut self, key: String, slot: Slot<'a, B>) {
-        self.items.push((key, slot));
-    }
-
-    fn conv_norm_act(&mut self, prefix: &str, layer: &'a mut ConvNormAct<B>) {
-        self.conv(&format!("{prefix}.0"), &mut layer.conv);
-        self.batch_norm(&format!("{prefix}.1"), &mut layer.norm);
-    }
-
-    fn conv(&mut self, prefix: &str, conv: &'a mut ConvLayer<B>) {
-        let (weight, bias) = match conv {
-            ConvLayer::Standard(c) => (Slot::Kernel(&mut c.weight), c.bias.as_mut()),
-            ConvLayer::Depthwise(c) => (Slot::Kernel(&mut c.weight), c.bias.as_mut()),
-            ConvLayer::Pointwise(c) => (
-                Slot::Matrix(&mut c.weight, Layout::Pointwise),
-                c.bias.as_mut(),
-            ),
-        };
-        self.push(format!("{prefix}.weight"), weight);
-        if let Some(bias) = bias {
-            self.push(format!("{prefix}.bias"), Slot::Vector(bias));
-        }
-    }
-
-    fn batch_norm(&mut self, prefix: &str, norm: &'a mut BatchNorm<B>) {
-        self.push(format!("{prefix}.weight"), Slot::Vector(&mut norm.gamma));
-        self.push(format!("{prefix}.bias"), Slot::Vector(&mut norm.beta));
-        self.push(
-            format!("{prefix}.running_mean"),
-            Slot::Running(&mut norm.running_mean),
-        );
-        self.push(
-            format!("{prefix}.running_var"),
-            Slot::Running(&mut norm.running_var),
-        );
-        self.batch_norms.push(prefix.to_string());
-    }
-
-    fn squeeze_excite(&mut self, prefix: &str, se: &'a mut SqueezeExcitation<B>) {
-        for (name, fc) in [("fc1", &mut se.fc1), ("fc2", &mut se.fc2)] {
-            self.push(
-                format!("{prefix}.{name}.weight"),
-                Slot::Matrix(&mut fc.weight, Layout::Pointwise),
-            );
-            if let Some(bias) = fc.bias.as_mut() {
-                self.push(format!("{prefix}.{name}.bias"), Slot::Vector(bias));
+                (LayerKind::Linear { bias, .. }, TorchKeys::At(at)) => {
+                    let at = torch(at);
+                    push(
+                        join(&path, "weight"),
+                        join(&at, "weight"),
+                        Layout::Transposed,
+                    );
+                    if bias {
+                        push(join(&path, "bias"), join(&at, "bias"), Layout::Same);
+                    }
+                }
+                (kind, torch) => unreachable!("{kind:?} described with torch keys {torch:?}"),
             }
         }
     }
+    (keys, batch_norms)
+}
 
-    fn linear(&mut self, prefix: &str, linear: &'a mut Linear<B>) {
-        self.push(
-            format!("{prefix}.weight"),
-            Slot::Matrix(&mut linear.weight, Layout::Transposed),
-        );
-        if let Some(bias) = linear.bias.as_mut() {
-            self.push(format!("{prefix}.bias"), Slot::Vector(bias));
-        }
-    }
+/// Our tensors by module path (enum variants left out, as [`tensor_keys`] names them).
+fn snapshots<B: Backend>(model: &MobileNet<B>) -> BTreeMap<String, TensorSnapshot> {
+    model
+        .collect(None, None, true)
+        .into_iter()
+        .map(|s| (s.full_path(), s))
+        .collect()
 }
 
 fn describe_model<B: Backend>(model: &MobileNet<B>) -> String {
@@ -521,22 +447,29 @@ impl<B: Backend> MobileNet<B> {
     /// ([`Error::StateDict`]) lists each missing, unexpected and mis-shaped key and says
     /// what the file looks like.
     pub fn load_torchvision(mut self, state: &StateDict) -> crate::Result<Self> {
-        let device = self.devices().into_iter().next().unwrap_or_default();
-        let model_name = describe_model(&self);
-        let mut slots = Slots::of(&mut self);
+        let (keys, _) = tensor_keys(&self);
+        let ours = snapshots(&self);
+        debug_assert_eq!(keys.len(), ours.len(), "every tensor has a torchvision key");
         let mut mismatch = StateDictMismatch::default();
         let mut expected = BTreeSet::new();
-        for (key, slot) in &slots.items {
+        let mut loaded = Vec::with_capacity(keys.len());
+        for TensorKey { path, key, layout } in &keys {
             expected.insert(key.as_str());
-            let shape = slot.torch_shape();
+            let shape = ours[path].shape.to_vec();
+            let torch_shape = layout.torch_shape(&shape);
             match state.tensors.get(key) {
-                None => mismatch.missing.push((key.clone(), shape)),
-                Some(data) if data.shape.to_vec() != shape => {
+                None => mismatch.missing.push((key.clone(), torch_shape)),
+                Some(data) if data.shape.to_vec() != torch_shape => {
                     mismatch
                         .wrong_shape
-                        .push((key.clone(), shape, data.shape.to_vec()))
+                        .push((key.clone(), torch_shape, data.shape.to_vec()))
                 }
-                Some(_) => {}
+                Some(data) => loaded.push(TensorSnapshot::from_data(
+                    layout.convert(data.clone(), &shape, false),
+                    path.split('.').map(str::to_string).collect(),
+                    Vec::new(),
+                    ParamId::new(),
+                )),
             }
         }
         for (key, data) in &state.tensors {
@@ -546,29 +479,35 @@ impl<B: Backend> MobileNet<B> {
             }
         }
         if !mismatch.is_empty() {
-            mismatch.model = model_name;
+            mismatch.model = describe_model(&self);
             mismatch.looks_like = state.describe();
             return Err(Error::StateDict(Box::new(mismatch)));
         }
-        for (key, slot) in &mut slots.items {
-            slot.write(state.tensors[key.as_str()].clone(), &device);
+        let result = self.apply(loaded, None, None, true);
+        if !result.errors.is_empty() || result.applied.len() != keys.len() {
+            return Err(Error::Input(format!(
+                "torchvision weights: {} of {} tensors applied, errors {:?}",
+                result.applied.len(),
+                keys.len(),
+                result.errors
+            )));
         }
-        drop(slots);
         Ok(self)
     }
 
     /// This model's tensors under torchvision's key names and layouts (f32), with a zero
     /// `num_batches_tracked` per BatchNorm, ready for `load_state_dict(strict=True)`.
     pub fn to_torchvision(&self) -> StateDict {
-        let mut model = self.clone();
-        let slots = Slots::of(&mut model);
+        let (keys, batch_norms) = tensor_keys(self);
+        let ours = snapshots(self);
         let mut state = StateDict::default();
-        for (key, slot) in &slots.items {
-            state
-                .tensors
-                .insert(key.clone(), slot.read().convert::<f32>());
+        for TensorKey { path, key, layout } in keys {
+            let snapshot = &ours[&path];
+            let data = snapshot.to_data().expect("a model tensor reads");
+            let data = layout.convert(data, &snapshot.shape.to_vec(), true);
+            state.tensors.insert(key, data);
         }
-        for prefix in &slots.batch_norms {
+        for prefix in batch_norms {
             state.tensors.insert(
                 format!("{prefix}.num_batches_tracked"),
                 TensorData::new(vec![0i64], Vec::<usize>::new()),

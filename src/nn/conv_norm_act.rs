@@ -6,7 +6,8 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use super::{
-    Activation, DepthwiseConv2d, DepthwiseConv2dConfig, PointwiseConv2d, PointwiseConv2dConfig,
+    Activation, ConvShape, DepthwiseConv2d, DepthwiseConv2dConfig, LayerInfo, LayerKind,
+    PointwiseConv2d, PointwiseConv2dConfig, TorchKeys, WeightLayout,
 };
 use crate::kernels::DepthwiseBackend;
 
@@ -87,6 +88,57 @@ impl<B: Backend> ConvLayer<B> {
             ConvLayer::Standard(conv) => conv.weight.dims()[0],
             ConvLayer::Depthwise(conv) => conv.out_channels(),
             ConvLayer::Pointwise(conv) => conv.out_channels(),
+        }
+    }
+}
+
+impl<B: Backend> ConvLayer<B> {
+    /// The convolution's geometry.
+    pub fn shape(&self) -> ConvShape {
+        match self {
+            ConvLayer::Standard(conv) => {
+                let [out_channels, in_per_group, kh, kw] = conv.weight.dims();
+                let padding = match conv.padding {
+                    PaddingConfig2d::Explicit(top, left, _, _) => [top, left],
+                    _ => [0, 0],
+                };
+                ConvShape {
+                    in_channels: in_per_group * conv.groups,
+                    out_channels,
+                    kernel: [kh, kw],
+                    stride: conv.stride,
+                    padding,
+                    dilation: conv.dilation,
+                    groups: conv.groups,
+                    bias: conv.bias.is_some(),
+                    layout: WeightLayout::Kernel,
+                }
+            }
+            ConvLayer::Depthwise(conv) => {
+                let options = conv.options();
+                ConvShape {
+                    in_channels: conv.in_channels(),
+                    out_channels: conv.out_channels(),
+                    kernel: conv.kernel_size(),
+                    stride: options.stride,
+                    padding: options.padding,
+                    dilation: options.dilation,
+                    groups: conv.in_channels(),
+                    bias: conv.bias.is_some(),
+                    layout: WeightLayout::Kernel,
+                }
+            }
+            ConvLayer::Pointwise(conv) => ConvShape {
+                in_channels: conv.in_channels(),
+                out_channels: conv.out_channels(),
+                kernel: [1, 1],
+                stride: [1, 1],
+                padding: [0, 0],
+                dilation: [1, 1],
+                groups: 1,
+                bias: conv.bias.is_some(),
+                layout: WeightLayout::Matrix,
+            },
         }
     }
 }
@@ -174,7 +226,7 @@ impl ConvNormActConfig {
         let padding = self.dilation * (k - 1) / 2;
         let conv = if k == 1 && self.stride == 1 && groups == 1 {
             ConvLayer::Pointwise(
-                PointwiseConv2dConfig::new([cin, cout])
+                PointwiseConv2dConfig::new(cin, cout)
                     .with_bias(false)
                     .try_init(device)?,
             )
@@ -207,6 +259,17 @@ impl ConvNormActConfig {
             norm: self.norm.init(cout, device),
             activation: self.activation,
         })
+    }
+}
+
+impl<B: Backend> ConvNormAct<B> {
+    /// This layer as its block lists it: module path `path`, torchvision keys `torch`.
+    pub fn describe(&self, path: &str, torch: TorchKeys) -> LayerInfo {
+        LayerInfo {
+            path: path.to_string(),
+            kind: LayerKind::ConvNormAct(self.conv.shape()),
+            torch,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::kernels::{DepthwiseBackend, DepthwiseOptions, depthwise_conv2d};
 #[derive(Config, Debug)]
 pub struct DepthwiseConv2dConfig {
     /// Input channels `C`.
-    pub channels: usize,
+    pub in_channels: usize,
     /// Kernel `[height, width]`.
     pub kernel_size: [usize; 2],
     /// Stride `[height, width]`.
@@ -58,7 +58,7 @@ impl DepthwiseConv2dConfig {
     /// Checks the configuration, naming the first bad value.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |what: String| Err(crate::Error::Config(what));
-        if self.channels == 0 {
+        if self.in_channels == 0 {
             return bad("depthwise conv channels must be at least 1, got 0".into());
         }
         if self.depth_multiplier == 0 {
@@ -86,7 +86,7 @@ impl DepthwiseConv2dConfig {
     /// Builds the layer, or explains which configuration value is invalid.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<DepthwiseConv2d<B>> {
         self.validate()?;
-        let out_channels = self.channels * self.depth_multiplier;
+        let out_channels = self.in_channels * self.depth_multiplier;
         let taps = self.kernel_size[0] * self.kernel_size[1];
         let shape = [out_channels, 1, self.kernel_size[0], self.kernel_size[1]];
         // Fans as PyTorch computes them for a `[out, in / groups, kh, kw]` weight.

@@ -4,8 +4,8 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use super::{
-    Activation, ConvNormAct, ConvNormActConfig, NormConfig, SqueezeExcitation,
-    SqueezeExcitationConfig,
+    Activation, ConvNormAct, ConvNormActConfig, LayerInfo, NormConfig, SqueezeExcitation,
+    SqueezeExcitationConfig, TorchKeys,
 };
 use crate::kernels::DepthwiseBackend;
 
@@ -96,6 +96,52 @@ impl InvertedResidualConfig {
             project,
             use_residual: self.stride == 1 && self.in_channels == self.out_channels,
         })
+    }
+}
+
+/// torchvision's two numberings of an inverted residual's parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvertedResidualKeys {
+    /// `mobilenetv2.py`: `conv.{j}` for [expand] and depthwise (conv + BN pairs), then the
+    /// projection's conv and BN as two entries `conv.{j}`, `conv.{j+1}`.
+    MobileNetV2,
+    /// `mobilenetv3.py`: `block.{j}`, one entry per part: [expand], depthwise,
+    /// [squeeze-excitation], projection.
+    MobileNetV3,
+}
+
+impl<B: Backend> InvertedResidual<B> {
+    /// Its layers in order, with torchvision keys numbered as `keys` says.
+    pub fn layers(&self, keys: InvertedResidualKeys) -> Vec<LayerInfo> {
+        let list = match keys {
+            InvertedResidualKeys::MobileNetV2 => "conv",
+            InvertedResidualKeys::MobileNetV3 => "block",
+        };
+        let mut index = 0;
+        let mut next = || {
+            index += 1;
+            format!("{list}.{}", index - 1)
+        };
+        let mut layers = Vec::with_capacity(4);
+        if let Some(expand) = &self.expand {
+            layers.push(expand.describe("expand", TorchKeys::conv_norm(&next())));
+        }
+        layers.push(
+            self.depthwise
+                .describe("depthwise", TorchKeys::conv_norm(&next())),
+        );
+        if let Some(se) = &self.squeeze_excite {
+            layers.push(se.describe("squeeze_excite", &next()));
+        }
+        let project = match keys {
+            InvertedResidualKeys::MobileNetV2 => TorchKeys::ConvNorm {
+                conv: next(),
+                norm: next(),
+            },
+            InvertedResidualKeys::MobileNetV3 => TorchKeys::conv_norm(&next()),
+        };
+        layers.push(self.project.describe("project", project));
+        layers
     }
 }
 

@@ -8,8 +8,10 @@ use crate::kernels::{PointwiseBackend, pointwise_conv2d};
 /// Configuration of a [`PointwiseConv2d`].
 #[derive(Config, Debug)]
 pub struct PointwiseConv2dConfig {
-    /// `[in_channels, out_channels]`.
-    pub channels: [usize; 2],
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
     /// Whether the layer has a bias (off when a BatchNorm follows).
     #[config(default = true)]
     pub bias: bool,
@@ -44,11 +46,10 @@ impl PointwiseConv2dConfig {
 
     /// Builds the layer, or names the invalid channel count.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<PointwiseConv2d<B>> {
-        let [in_channels, out_channels] = self.channels;
+        let (in_channels, out_channels) = (self.in_channels, self.out_channels);
         if in_channels == 0 || out_channels == 0 {
             return Err(crate::Error::Config(format!(
-                "pointwise conv channels must be non-zero, got {:?}",
-                self.channels
+                "pointwise conv channels must be non-zero, got in_channels {in_channels}, out_channels {out_channels}"
             )));
         }
         let weight = self.initializer.init_with(

@@ -3,7 +3,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use super::{Activation, ConvNormAct, ConvNormActConfig, NormConfig};
+use super::{Activation, ConvNormAct, ConvNormActConfig, LayerInfo, NormConfig, TorchKeys};
 use crate::kernels::DepthwiseBackend;
 
 /// Configuration of a [`DepthwiseSeparableConv`].
@@ -76,6 +76,19 @@ impl DepthwiseSeparableConvConfig {
             depthwise,
             pointwise,
         })
+    }
+}
+
+impl<B: Backend> DepthwiseSeparableConv<B> {
+    /// Its layers in order. torchvision has no MobileNetV1; the keys follow its V2 style:
+    /// `conv.0` (depthwise conv + BN), `conv.1` (pointwise conv + BN).
+    pub fn layers(&self) -> Vec<LayerInfo> {
+        vec![
+            self.depthwise
+                .describe("depthwise", TorchKeys::conv_norm("conv.0")),
+            self.pointwise
+                .describe("pointwise", TorchKeys::conv_norm("conv.1")),
+        ]
     }
 }
 

@@ -4,7 +4,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::{hard_sigmoid, relu};
 use burn::tensor::backend::Backend;
 
-use super::{PointwiseConv2d, PointwiseConv2dConfig};
+use super::{LayerInfo, LayerKind, PointwiseConv2d, PointwiseConv2dConfig, TorchKeys};
 
 /// Configuration of a [`SqueezeExcitation`].
 #[derive(Config, Debug)]
@@ -38,15 +38,27 @@ impl SqueezeExcitationConfig {
     /// Builds the block, or names the invalid channel count.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<SqueezeExcitation<B>> {
         Ok(SqueezeExcitation {
-            fc1: PointwiseConv2dConfig::new([self.channels, self.squeeze_channels])
+            fc1: PointwiseConv2dConfig::new(self.channels, self.squeeze_channels)
                 .try_init(device)?,
-            fc2: PointwiseConv2dConfig::new([self.squeeze_channels, self.channels])
+            fc2: PointwiseConv2dConfig::new(self.squeeze_channels, self.channels)
                 .try_init(device)?,
         })
     }
 }
 
 impl<B: Backend> SqueezeExcitation<B> {
+    /// This layer as its block lists it: module path `path`, torchvision prefix `torch`.
+    pub fn describe(&self, path: &str, torch: &str) -> LayerInfo {
+        LayerInfo {
+            path: path.to_string(),
+            kind: LayerKind::SqueezeExcitation {
+                channels: self.fc1.in_channels(),
+                squeeze_channels: self.fc1.out_channels(),
+            },
+            torch: TorchKeys::At(torch.to_string()),
+        }
+    }
+
     /// `[N, C, H, W]` → `[N, C, H, W]`.
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, h, w] = input.dims();

@@ -83,3 +83,30 @@ pub fn example_binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Runs one generic test body, `fn name<B: Backend>(backend: &str)`, as one test per
+/// backend this build has: `name::ndarray`, `name::flex`, `name::wgpu`.
+macro_rules! test_on_every_backend {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[cfg(feature = "ndarray")]
+            #[test]
+            fn ndarray() {
+                super::$name::<burn::backend::NdArray>("ndarray")
+            }
+
+            #[cfg(feature = "flex")]
+            #[test]
+            fn flex() {
+                super::$name::<burn::backend::Flex>("flex")
+            }
+
+            #[cfg(feature = "wgpu")]
+            #[test]
+            fn wgpu() {
+                super::$name::<burn::backend::Wgpu>("wgpu")
+            }
+        }
+    )+};
+}
+pub(crate) use test_on_every_backend;

@@ -10,7 +10,7 @@ use dwconv::kernels::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::common::{assert_close, random_values, tensor, values};
+use crate::common::{assert_close, random_values, tensor, test_on_every_backend, values};
 
 /// One random depthwise configuration.
 #[derive(Clone, Debug)]
@@ -151,10 +151,10 @@ fn check_case<B: DepthwiseBackend>(case: &Case, device: &B::Device) {
 /// The number of random cases every backend is checked on.
 const CASES: usize = 240;
 
-fn check_backend<B: DepthwiseBackend>(device: &B::Device) {
-    let all = cases(CASES);
-    for case in &all {
-        check_case::<B>(case, device);
+fn depthwise_matches_reference<B: DepthwiseBackend>(_backend: &str) {
+    let device = Default::default();
+    for case in &cases(CASES) {
+        check_case::<B>(case, &device);
     }
 }
 
@@ -243,22 +243,7 @@ fn cases_cover_the_required_space() {
     );
 }
 
-#[test]
-fn ndarray_matches_reference() {
-    check_backend::<burn::backend::NdArray>(&Default::default());
-}
-
-#[cfg(feature = "flex")]
-#[test]
-fn flex_matches_reference() {
-    check_backend::<burn::backend::Flex>(&Default::default());
-}
-
-#[cfg(feature = "wgpu")]
-#[test]
-fn wgpu_matches_reference() {
-    check_backend::<burn::backend::Wgpu>(&Default::default());
-}
+test_on_every_backend!(depthwise_matches_reference);
 
 /// The stock grouped-conv path (the trait's default methods) is the fallback for other
 /// dtypes; it must agree with the reference too.

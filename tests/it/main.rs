@@ -3,6 +3,7 @@
 mod common;
 mod cost;
 mod kernels;
+mod loss;
 mod models;
 mod modules;
 mod norm_act;

@@ -106,7 +106,7 @@ fn depthwise_config_and_input_errors_name_the_value() {
 #[test]
 fn pointwise_matches_naive_loops() {
     let device = Default::default();
-    let conv = PointwiseConv2dConfig::new([4, 5]).init::<B>(&device);
+    let conv = PointwiseConv2dConfig::new(4, 5).init::<B>(&device);
     for (h, w) in [(3, 2), (1, 1)] {
         let x_values = random_values(11, 2 * 4 * h * w);
         let y = values(conv.forward(tensor::<B, 4>(&x_values, [2, 4, h, w], &device)));
@@ -271,7 +271,7 @@ fn pointwise_gradients_match_naive_sums() {
     use burn::backend::Autodiff;
     type AD = Autodiff<NdArray>;
     let device = Default::default();
-    let conv = PointwiseConv2dConfig::new([3, 2]).init::<AD>(&device);
+    let conv = PointwiseConv2dConfig::new(3, 2).init::<AD>(&device);
     let (n, h, w) = (2, 2, 3);
     let x_values = random_values(21, n * 3 * h * w);
     let g_values = random_values(22, n * 2 * h * w);

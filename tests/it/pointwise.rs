@@ -8,7 +8,7 @@ use dwconv::kernels::{
     fallback_pointwise_x_backward, pointwise_conv2d,
 };
 
-use crate::common::{assert_close, random_values, tensor, values};
+use crate::common::{assert_close, random_values, tensor, test_on_every_backend, values};
 
 /// `[N, in, H, W]`, out channels: 1×1 maps (one GEMM for the batch), batch 1, channel
 /// counts that are not multiples of any vector width, wide maps.
@@ -64,7 +64,7 @@ fn inputs(i: usize, input: [usize; 4], out: usize) -> (Vec<f32>, Vec<f32>, Vec<f
     )
 }
 
-fn check_backend<B: DepthwiseBackend>(backend: &str) {
+fn pointwise_matches_reference<B: DepthwiseBackend>(backend: &str) {
     let device: B::Device = Default::default();
     for (i, &(input, out)) in CASES.iter().enumerate() {
         let [n, _, h, w] = input;
@@ -93,24 +93,8 @@ fn check_backend<B: DepthwiseBackend>(backend: &str) {
     }
 }
 
-#[test]
-fn ndarray_matches_reference() {
-    check_backend::<NdArray>("ndarray");
-}
+test_on_every_backend!(pointwise_matches_reference);
 
-#[cfg(feature = "flex")]
-#[test]
-fn flex_matches_reference() {
-    check_backend::<burn::backend::Flex>("flex");
-}
-
-#[cfg(feature = "wgpu")]
-#[test]
-fn wgpu_matches_reference() {
-    check_backend::<burn::backend::Wgpu>("wgpu");
-}
-
-/// The `matmul` defaults (what GPU backends run) against the same loops.
 #[test]
 fn fallback_matches_reference() {
     type B = NdArray;

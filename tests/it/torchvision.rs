@@ -14,7 +14,7 @@ use dwconv::kernels::DepthwiseBackend;
 use dwconv::models::{Architecture, MobileNet, MobileNetConfig, StateDict};
 use dwconv::nn::CrossEntropyLossConfig;
 
-use crate::common::{max_relative_diff, random_values};
+use crate::common::{max_relative_diff, random_values, test_on_every_backend};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -79,7 +79,7 @@ fn assert_relative(what: &str, got: &[f32], expected: &[f32], tol: f64) {
 
 /// Eval-mode logits (running statistics) on `B`, train-mode logits (batch statistics)
 /// on `Autodiff<B>`.
-fn check_logits<B: DepthwiseBackend>(backend: &str) {
+fn fixture_logits_match_pytorch<B: DepthwiseBackend>(backend: &str) {
     let device: B::Device = Default::default();
     for case in cases() {
         let weights = StateDict::read(&fixture(&format!("{}.safetensors", case.name))).unwrap();
@@ -110,23 +110,6 @@ fn check_logits<B: DepthwiseBackend>(backend: &str) {
     }
 }
 
-#[test]
-fn fixture_logits_match_pytorch_on_ndarray() {
-    check_logits::<NdArray>("ndarray");
-}
-
-#[cfg(feature = "flex")]
-#[test]
-fn fixture_logits_match_pytorch_on_flex() {
-    check_logits::<burn::backend::Flex>("flex");
-}
-
-#[cfg(feature = "wgpu")]
-#[test]
-fn fixture_logits_match_pytorch_on_wgpu() {
-    check_logits::<burn::backend::Wgpu>("wgpu");
-}
-
 /// Replaces every parameter of an inner-backend model by its gradient.
 struct GradientsAsValues<'a> {
     grads: &'a GradientsParams,
@@ -148,7 +131,7 @@ impl<B: Backend> ModuleMapper<B> for GradientsAsValues<'_> {
 /// relative of PyTorch's float64 values. The fixture's draw is one where float32 rounding
 /// moves them by at most 1e-4 (see `stable` in `scripts/gen_fixtures.py`), so the bound
 /// holds for any correct float32 implementation; a wrong gradient is off by O(1).
-fn check_gradients<B: DepthwiseBackend>(backend: &str) {
+fn v2_gradients_match_pytorch<B: DepthwiseBackend>(backend: &str) {
     let device: B::Device = Default::default();
     let case = &cases()[0];
     let weights = StateDict::read(&fixture("v2_w050.safetensors")).unwrap();
@@ -191,22 +174,7 @@ fn check_gradients<B: DepthwiseBackend>(backend: &str) {
     assert!(checked >= 10, "only {checked} gradients in the fixture");
 }
 
-#[test]
-fn v2_gradients_match_pytorch_on_ndarray() {
-    check_gradients::<NdArray>("ndarray");
-}
-
-#[cfg(feature = "flex")]
-#[test]
-fn v2_gradients_match_pytorch_on_flex() {
-    check_gradients::<burn::backend::Flex>("flex");
-}
-
-#[cfg(feature = "wgpu")]
-#[test]
-fn v2_gradients_match_pytorch_on_wgpu() {
-    check_gradients::<burn::backend::Wgpu>("wgpu");
-}
+test_on_every_backend!(fixture_logits_match_pytorch, v2_gradients_match_pytorch);
 
 #[test]
 fn pth_and_safetensors_hold_the_same_weights() {
