@@ -32,6 +32,8 @@
 //! assert_eq!(logits.dims(), [2, 10]);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod cost;
 pub mod data;

@@ -329,7 +329,11 @@ impl Unit {
 }
 
 impl<B: DepthwiseBackend> MobileNet<B> {
-    /// Images `[N, 3, H, W]` → logits `[N, num_classes]`.
+    /// Class logits of a batch of images.
+    ///
+    /// # Shapes
+    /// - images: `[N, 3, H, W]`, `H, W >= 32`
+    /// - output: logits `[N, num_classes]`
     ///
     /// # Panics
     /// On an input that is not an RGB batch of at least 32×32 (see [`Self::try_forward`]).
@@ -338,6 +342,9 @@ impl<B: DepthwiseBackend> MobileNet<B> {
     }
 
     /// Checked [`Self::forward`]: a bad input shape is an error naming it.
+    ///
+    /// # Shapes
+    /// As [`Self::forward`].
     pub fn try_forward(&self, images: Tensor<B, 4>) -> crate::Result<Tensor<B, 2>> {
         self.check_input(images.dims())?;
         let x = self.body(images, |_, _| ());
@@ -358,6 +365,11 @@ impl<B: DepthwiseBackend> MobileNet<B> {
     /// | V3-Large | 24 | 40 | 112 | 960 |
     ///
     /// Other widths scale them with the variant's rounding.
+    ///
+    /// # Shapes
+    /// - images: `[N, 3, H, W]`, `H, W >= 32`
+    /// - output: four maps `[N, feature_channels[i], ceil(H / s), ceil(W / s)]` for
+    ///   `s` in 4, 8, 16, 32
     pub fn forward_features(&self, images: Tensor<B, 4>) -> crate::Result<Vec<Tensor<B, 4>>> {
         self.check_input(images.dims())?;
         let taps: Vec<usize> = self.feature_taps().into_iter().map(|(i, _)| i).collect();

@@ -92,9 +92,9 @@ pub fn make_divisible(value: f64, divisor: usize) -> usize {
 /// Which block a [`BlockSpec`] builds, with what only that kind has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
-    /// [`DepthwiseSeparableConv`](crate::nn::DepthwiseSeparableConv) (V1).
+    /// [`DepthwiseSeparableConv`] (V1).
     Separable,
-    /// [`InvertedResidual`](crate::nn::InvertedResidual) (V2, V3).
+    /// [`InvertedResidual`] (V2, V3).
     InvertedResidual {
         /// Channels after the 1×1 expansion (`in_channels` when there is none).
         expanded_channels: usize,

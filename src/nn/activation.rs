@@ -18,7 +18,11 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// Applies the activation to a tensor of any shape.
+    /// Applies the activation element-wise.
+    ///
+    /// # Shapes
+    /// - input: any shape
+    /// - output: the input's shape
     pub fn forward<B: Backend, const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Activation::Relu => relu(x),

@@ -144,7 +144,11 @@ impl<B: Backend> ConvLayer<B> {
 }
 
 impl<B: DepthwiseBackend> ConvLayer<B> {
-    /// `[N, in, H, W]` → `[N, out, H', W']`.
+    /// The convolution.
+    ///
+    /// # Shapes
+    /// - input: `[N, in_channels, H, W]`
+    /// - output: `[N, out_channels, H', W']` (`H' = (H + 2 * padding - dilation * (k - 1) - 1) / stride + 1`)
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {
             ConvLayer::Standard(conv) => conv.forward(input),
@@ -155,6 +159,9 @@ impl<B: DepthwiseBackend> ConvLayer<B> {
 
     /// Checked [`Self::forward`]: a wrong channel count, or an input smaller than the
     /// (padded, dilated) kernel, is an error naming the shape.
+    ///
+    /// # Shapes
+    /// As [`Self::forward`].
     pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
         match self {
             ConvLayer::Depthwise(conv) => conv.try_forward(input),
@@ -274,13 +281,21 @@ impl<B: Backend> ConvNormAct<B> {
 }
 
 impl<B: DepthwiseBackend> ConvNormAct<B> {
-    /// `[N, in, H, W]` → `[N, out, H', W']`.
+    /// Convolution, BatchNorm (batch statistics with autodiff, running ones without),
+    /// activation.
+    ///
+    /// # Shapes
+    /// - input: `[N, in_channels, H, W]`
+    /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]` (odd kernels)
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         let x = self.conv.forward(input);
         super::batch_norm_act(x, &self.norm, self.activation)
     }
 
     /// Checked [`Self::forward`] (see [`ConvLayer::try_forward`]).
+    ///
+    /// # Shapes
+    /// As [`Self::forward`].
     pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
         let x = self.conv.try_forward(input)?;
         Ok(super::batch_norm_act(x, &self.norm, self.activation))

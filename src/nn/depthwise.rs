@@ -115,7 +115,12 @@ impl DepthwiseConv2dConfig {
 }
 
 impl<B: DepthwiseBackend> DepthwiseConv2d<B> {
-    /// `[N, C, H, W]` → `[N, C * depth_multiplier, H', W']`.
+    /// The depthwise convolution.
+    ///
+    /// # Shapes
+    /// - input: `[N, C, H, W]`
+    /// - output: `[N, C * depth_multiplier, H', W']` with
+    ///   `H' = (H + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1` (likewise `W'`)
     ///
     /// # Panics
     /// On an input whose channels or size do not fit the layer (see [`Self::try_forward`]).
@@ -130,6 +135,9 @@ impl<B: DepthwiseBackend> DepthwiseConv2d<B> {
 
     /// Checked [`Self::forward`]: a wrong channel count or an input smaller than the kernel
     /// is an error naming the shape.
+    ///
+    /// # Shapes
+    /// As [`Self::forward`].
     pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
         crate::kernels::try_depthwise_conv2d(
             input,

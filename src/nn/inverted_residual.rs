@@ -102,11 +102,11 @@ impl InvertedResidualConfig {
 /// torchvision's two numberings of an inverted residual's parts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InvertedResidualKeys {
-    /// `mobilenetv2.py`: `conv.{j}` for [expand] and depthwise (conv + BN pairs), then the
+    /// `mobilenetv2.py`: `conv.{j}` for the expansion (if any) and depthwise (conv + BN pairs), then the
     /// projection's conv and BN as two entries `conv.{j}`, `conv.{j+1}`.
     MobileNetV2,
-    /// `mobilenetv3.py`: `block.{j}`, one entry per part: [expand], depthwise,
-    /// [squeeze-excitation], projection.
+    /// `mobilenetv3.py`: `block.{j}`, one entry per part: expansion (if any), depthwise,
+    /// squeeze-excitation (if any), projection.
     MobileNetV3,
 }
 
@@ -146,7 +146,11 @@ impl<B: Backend> InvertedResidual<B> {
 }
 
 impl<B: DepthwiseBackend> InvertedResidual<B> {
-    /// `[N, in, H, W]` → `[N, out, H', W']`.
+    /// Expand, depthwise, squeeze-excite, project, plus the input when the shapes allow.
+    ///
+    /// # Shapes
+    /// - input: `[N, in_channels, H, W]`
+    /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]`
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut x = match &self.expand {
             Some(expand) => expand.forward(input.clone()),
@@ -162,6 +166,9 @@ impl<B: DepthwiseBackend> InvertedResidual<B> {
 
     /// Checked [`Self::forward`]: a wrong channel count or an input smaller than the kernel
     /// is an error naming the shape.
+    ///
+    /// # Shapes
+    /// As [`Self::forward`].
     pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
         let in_channels = match &self.expand {
             Some(expand) => expand.conv.in_channels(),

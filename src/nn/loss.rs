@@ -44,18 +44,18 @@ impl CrossEntropyLossConfig {
 /// vector-aligned and with an exact division elsewhere: its gradients are off by up to
 /// ~1e-4 relative and change with where the allocator placed the buffer, so two identical
 /// training runs drift apart.
-///
-/// # Shapes
-/// - logits: `[N, classes]`
-/// - targets: `[N]` class indices in `0..classes`
-/// - output: `[1]`
 #[derive(Module, Clone, Debug)]
 pub struct CrossEntropyLoss {
     smoothing: f64,
 }
 
 impl CrossEntropyLoss {
-    /// The loss of `logits` against `targets` (see the type's documentation for shapes).
+    /// The mean loss of `logits` against `targets`.
+    ///
+    /// # Shapes
+    /// - logits: `[N, classes]`
+    /// - targets: `[N]`, class indices in `0..classes`
+    /// - output: `[1]`
     pub fn forward<B: Backend>(
         &self,
         logits: Tensor<B, 2>,

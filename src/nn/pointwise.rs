@@ -71,7 +71,11 @@ impl PointwiseConv2dConfig {
 }
 
 impl<B: PointwiseBackend> PointwiseConv2d<B> {
-    /// `[N, in, H, W]` → `[N, out, H, W]`.
+    /// Mixes channels at every position.
+    ///
+    /// # Shapes
+    /// - input: `[N, in_channels, H, W]`
+    /// - output: `[N, out_channels, H, W]`
     ///
     /// # Panics
     /// On a wrong channel count (see [`Self::try_forward`]).
@@ -86,7 +90,10 @@ impl<B: PointwiseBackend> PointwiseConv2d<B> {
         }
     }
 
-    /// Checked [`Self::forward`].
+    /// Checked [`Self::forward`]: a wrong channel count is an error naming the shape.
+    ///
+    /// # Shapes
+    /// As [`Self::forward`].
     pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
         crate::nn::check_channels("PointwiseConv2d", input.dims(), self.in_channels())?;
         Ok(self.forward(input))
@@ -94,7 +101,11 @@ impl<B: PointwiseBackend> PointwiseConv2d<B> {
 }
 
 impl<B: Backend> PointwiseConv2d<B> {
-    /// The same layer on per-image channel vectors: `[N, in]` → `[N, out]`.
+    /// The same layer on per-image channel vectors (a 1×1 map).
+    ///
+    /// # Shapes
+    /// - input: `[N, in_channels]`
+    /// - output: `[N, out_channels]`
     pub fn forward_vectors(&self, input: Tensor<B, 2>) -> Tensor<B, 2> {
         let y = input.matmul(self.weight.val().transpose());
         match &self.bias {

@@ -93,13 +93,20 @@ impl<B: Backend> DepthwiseSeparableConv<B> {
 }
 
 impl<B: DepthwiseBackend> DepthwiseSeparableConv<B> {
-    /// `[N, in, H, W]` → `[N, out, H', W']`.
+    /// Depthwise, then pointwise.
+    ///
+    /// # Shapes
+    /// - input: `[N, in_channels, H, W]`
+    /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]`
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         self.pointwise.forward(self.depthwise.forward(input))
     }
 
     /// Checked [`Self::forward`]: a wrong channel count or an input smaller than the kernel
     /// is an error naming the shape.
+    ///
+    /// # Shapes
+    /// As [`Self::forward`].
     pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
         Ok(self.pointwise.forward(self.depthwise.try_forward(input)?))
     }

@@ -59,7 +59,11 @@ impl<B: Backend> SqueezeExcitation<B> {
         }
     }
 
-    /// `[N, C, H, W]` → `[N, C, H, W]`.
+    /// Re-weights each channel of `input` by its gate.
+    ///
+    /// # Shapes
+    /// - input: `[N, channels, H, W]`
+    /// - output: `[N, channels, H, W]`
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, h, w] = input.dims();
         let pooled = input

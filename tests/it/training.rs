@@ -16,7 +16,9 @@ use dwconv::train::{
 };
 use rand::SeedableRng;
 
-use crate::common::{example_binary, random_values, scratch_dir, tensor, values};
+use crate::common::{
+    example_binary, random_values, scratch_dir, tensor, test_on_every_backend, values,
+};
 
 fn synthetic(num_classes: usize) -> SyntheticConfig {
     SyntheticConfig {
@@ -499,23 +501,22 @@ fn infer_classifies_with_a_trained_model() {
     );
 }
 
-#[cfg(feature = "wgpu")]
-#[test]
-fn training_runs_on_wgpu() {
-    let dir = scratch_dir("wgpu-run");
+/// The training loop on each backend: two epochs run, finite losses, the backend recorded.
+fn short_training_run<B: dwconv::kernels::DepthwiseBackend>(backend: &str) {
+    let dir = scratch_dir(&format!("short-run-{backend}"));
     let config = TrainingConfig::new(MobileNetConfig::v3_small(3).with_width_mult(0.35))
         .with_image_size(32)
         .with_train_size(64)
         .with_valid_size(32)
         .with_epochs(2)
         .with_batch_size(32);
-    let report = run::<Autodiff<burn::backend::Wgpu>>(
+    let report = run::<Autodiff<B>>(
         &config,
-        &RunOptions::new(&dir, "wgpu"),
+        &RunOptions::new(&dir, backend),
         &Default::default(),
     )
     .unwrap();
-    assert_eq!(report.backend, "wgpu");
+    assert_eq!(report.backend, backend);
     assert_eq!(report.history.len(), 2);
     assert!(
         report
@@ -524,3 +525,5 @@ fn training_runs_on_wgpu() {
             .all(|m| m.train_loss.is_finite() && m.valid_loss.is_finite())
     );
 }
+
+test_on_every_backend!(short_training_run);
