@@ -373,6 +373,19 @@ struct TrainState<B: AutodiffBackend, O> {
     history: Vec<EpochMetrics>,
 }
 
+impl<B: AutodiffBackend + DepthwiseBackend, O> TrainState<B, O> {
+    /// Before the first step: the model initialised from the run's seed.
+    fn initial(config: &TrainingConfig, device: &B::Device, optimizer: O) -> crate::Result<Self> {
+        B::seed(device, config.seed);
+        Ok(TrainState {
+            model: config.model.try_init::<B>(device)?,
+            optimizer,
+            step: 0,
+            history: Vec::new(),
+        })
+    }
+}
+
 impl<B: AutodiffBackend, O> TrainState<B, O> {
     /// Epochs completed.
     fn epoch(&self) -> usize {
@@ -476,8 +489,7 @@ fn start<B, O>(
 where
     B: AutodiffBackend + DepthwiseBackend,
 {
-    B::seed(device, config.seed);
-    let model = config.model.try_init::<B>(device)?;
+    let state = TrainState::initial(config, device, optimizer)?;
     write_atomically(&dir.join(files::CONFIG), config.to_string().as_bytes())?;
     let classes = serde_json::to_vec(&data.classes).expect("strings encode");
     write_atomically(&dir.join(files::CLASSES), &classes)?;
@@ -489,12 +501,7 @@ where
     ] {
         let _ = std::fs::remove_file(dir.join(stale));
     }
-    Ok(TrainState {
-        model,
-        optimizer,
-        step: 0,
-        history: Vec::new(),
-    })
+    Ok(state)
 }
 
 /// The state saved in `dir`'s checkpoint, after checking that `config` is the one the run
@@ -522,20 +529,14 @@ where
     }
     let checkpoint_path = dir.join(files::CHECKPOINT);
     let metrics_path = dir.join(files::METRICS);
-    // Seeded as a fresh run is, so that a run without a checkpoint starts over exactly.
-    B::seed(device, config.seed);
-    let model = config.model.try_init::<B>(device)?;
+    // Built as a fresh run is, so that a run without a checkpoint starts over exactly.
+    let initial = TrainState::initial(config, device, optimizer)?;
     if !checkpoint_path.exists() {
-        return Ok(TrainState {
-            model,
-            optimizer,
-            step: 0,
-            history: Vec::new(),
-        });
+        return Ok(initial);
     }
     let checkpoint = Checkpoint::load(&checkpoint_path)?;
     checkpoint.check_model(&config.model, &checkpoint_path)?;
-    let model = checkpoint::decode_model(model, &checkpoint.model)
+    let model = checkpoint::decode_model(initial.model, &checkpoint.model)
         .map_err(|e| file_error(&checkpoint_path, e))?;
     let record = checkpoint::decode_optimizer(&model, checkpoint.optimizer, device)
         .map_err(|e| file_error(&checkpoint_path, e))?;
@@ -556,7 +557,7 @@ where
     history.truncate(checkpoint.header.epoch);
     Ok(TrainState {
         model,
-        optimizer: optimizer.load_record(record),
+        optimizer: initial.optimizer.load_record(record),
         step: checkpoint.header.step,
         history,
     })

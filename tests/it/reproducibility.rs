@@ -21,10 +21,20 @@ const BACKENDS: &[&str] = &[
     "flex",
 ];
 
+/// The example with `args`, then `--quiet --backend BACKEND --artifact-dir DIR`, and
+/// without the test hook unless a test sets it.
+fn train(args: &[&str], backend: &str, dir: &Path) -> Command {
+    let mut command = Command::new(example_binary("train"));
+    command.args(args);
+    command.args(["--quiet", "--backend", backend, "--artifact-dir"]);
+    command.arg(dir);
+    command.env_remove("DWCONV_PAUSE_WRITE");
+    command
+}
+
 /// A small run: three epochs of 24 steps, dropout 0.2 (the example's default).
 fn train_command(backend: &str, dir: &Path) -> Command {
-    let mut command = Command::new(example_binary("train"));
-    command.args([
+    let args = [
         "--model",
         "v3-small",
         "--width-mult",
@@ -43,28 +53,12 @@ fn train_command(backend: &str, dir: &Path) -> Command {
         "32",
         "--seed",
         "4242",
-        "--quiet",
-        "--backend",
-        backend,
-        "--artifact-dir",
-    ]);
-    command.arg(dir);
-    command.env_remove("DWCONV_PAUSE_WRITE");
-    command
+    ];
+    train(&args, backend, dir)
 }
 
 fn resume_command(backend: &str, dir: &Path) -> Command {
-    let mut command = Command::new(example_binary("train"));
-    command.args([
-        "--quiet",
-        "--resume",
-        "--backend",
-        backend,
-        "--artifact-dir",
-    ]);
-    command.arg(dir);
-    command.env_remove("DWCONV_PAUSE_WRITE");
-    command
+    train(&["--resume"], backend, dir)
 }
 
 fn run_to_end(mut command: Command) {

@@ -375,6 +375,14 @@ fn save_then_load_gives_identical_logits() {
         err.contains("truncated") && err.contains("truncated.bin"),
         "{err}"
     );
+    // A checkpoint of the previous format (Burn records) is refused by name.
+    let mut old_format = bytes.clone();
+    old_format[..8].copy_from_slice(b"DWCKPT01");
+    std::fs::write(&truncated, &old_format).unwrap();
+    let err = load_model::<NdArray>(&config, &truncated, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("older dwconv") && err.contains("DWCKPT01"), "{err}");
     // So does a file with one flipped byte, and a missing one.
     let mut flipped = bytes.clone();
     let middle = flipped.len() / 2;
