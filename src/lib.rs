@@ -34,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+mod atomic_write;
 pub mod backend;
 pub mod cost;
 pub mod data;

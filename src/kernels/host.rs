@@ -8,12 +8,12 @@ use burn::tensor::TensorMetadata;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 
+use super::Activation;
 use super::norm_act::NormActBackend;
 use super::norm_act_cpu::{self, Planes};
 use super::pointwise::PointwiseBackend;
 use super::pointwise_cpu::{self, PointwiseShape};
 use super::{DepthwiseOptions, DepthwiseShape, cpu, fallback, primitive_dims};
-use crate::nn::Activation;
 
 /// Dense host access to a CPU backend's float tensors.
 pub(crate) trait HostTensors: Backend {
@@ -358,7 +358,7 @@ macro_rules! impl_depthwise_on_host {
                 gamma: FloatTensor<Self>,
                 beta: FloatTensor<Self>,
                 epsilon: f64,
-                activation: $crate::nn::Activation,
+                activation: $crate::kernels::Activation,
             ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
                 $crate::kernels::host::batch_norm_act::<Self>(x, gamma, beta, epsilon, activation)
             }
@@ -370,7 +370,7 @@ macro_rules! impl_depthwise_on_host {
                 mean: FloatTensor<Self>,
                 var: FloatTensor<Self>,
                 epsilon: f64,
-                activation: $crate::nn::Activation,
+                activation: $crate::kernels::Activation,
                 output_grad: FloatTensor<Self>,
             ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
                 $crate::kernels::host::batch_norm_act_backward::<Self>(
@@ -389,7 +389,7 @@ macro_rules! impl_depthwise_on_host {
                 x: FloatTensor<Self>,
                 scale: FloatTensor<Self>,
                 shift: FloatTensor<Self>,
-                activation: $crate::nn::Activation,
+                activation: $crate::kernels::Activation,
             ) -> FloatTensor<Self> {
                 $crate::kernels::host::channel_affine_act::<Self>(x, scale, shift, activation)
             }

@@ -10,6 +10,7 @@
 //! `C * m` output channels; output channel `o` reads input channel `o / m` (PyTorch's
 //! `groups = C` convention). Weights are `[C * m, 1, kh, kw]`, bias `[C * m]`.
 
+mod activation;
 mod autodiff;
 pub mod cpu;
 mod cpu_planes;
@@ -29,6 +30,7 @@ mod pointwise;
 pub mod pointwise_cpu;
 pub mod reference;
 
+pub use activation::Activation;
 pub use norm_act::{
     NormActBackend, fallback_batch_norm_act, fallback_batch_norm_act_backward,
     fallback_channel_affine_act,

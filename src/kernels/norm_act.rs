@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use crate::nn::Activation;
+use super::Activation;
 
 /// Fused BatchNorm + activation ops.
 pub trait NormActBackend: Backend {
@@ -110,7 +110,7 @@ pub fn fallback_batch_norm_act_backward<B: Backend>(
     let invstd = (float::<B, 1>(var) + epsilon).sqrt().recip();
     let xhat = (x - channel(float(mean))) * channel(invstd.clone());
     let z = xhat.clone() * channel(gamma.clone()) + channel(float(beta));
-    let dz = float::<B, 4>(output_grad) * activation_derivative(activation, z);
+    let dz = float::<B, 4>(output_grad) * activation.derivative(z);
     let dbeta = channel_sums(dz.clone());
     let dgamma = channel_sums(dz.clone() * xhat.clone());
     let dx = (dz - channel(dbeta.clone() / count) - xhat * channel(dgamma.clone() / count))
@@ -138,19 +138,4 @@ fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
 
 fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
     t.into_primitive().tensor()
-}
-
-/// The activation's derivative at `z` as a tensor (PyTorch's convention at the kinks).
-fn activation_derivative<B: Backend>(activation: Activation, z: Tensor<B, 4>) -> Tensor<B, 4> {
-    match activation {
-        Activation::Relu => z.greater_elem(0.0).float(),
-        Activation::Relu6 => z.clone().greater_elem(0.0).float() * z.lower_elem(6.0).float(),
-        Activation::HardSwish => {
-            let middle = z.clone().greater_equal_elem(-3.0).float()
-                * z.clone().lower_equal_elem(3.0).float();
-            let above = z.clone().greater_elem(3.0).float();
-            middle * (z / 3.0 + 0.5) + above
-        }
-        Activation::Identity => z.ones_like(),
-    }
 }

@@ -9,8 +9,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
 
+use super::Activation;
 use super::norm_act::NormActBackend;
-use crate::nn::Activation;
 
 /// The forward's input, gamma, beta, batch mean and variance, epsilon and activation.
 type SavedState<B> = (

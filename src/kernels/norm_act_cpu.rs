@@ -7,40 +7,11 @@
 
 use rayon::prelude::*;
 
-use crate::nn::Activation;
+use super::Activation;
 
 /// Planes per rayon work item, so that tiny maps (1×1, 2×2) do not make tiny tasks.
 fn min_planes(plane: usize) -> usize {
     (4096 / plane.max(1)).max(1)
-}
-
-#[inline]
-fn activate(activation: Activation, z: f32) -> f32 {
-    match activation {
-        Activation::Relu => z.max(0.0),
-        Activation::Relu6 => z.clamp(0.0, 6.0),
-        Activation::HardSwish => z * (z + 3.0).clamp(0.0, 6.0) / 6.0,
-        Activation::Identity => z,
-    }
-}
-
-/// The activation's derivative at `z` (PyTorch's convention at the kinks).
-#[inline]
-fn derivative(activation: Activation, z: f32) -> f32 {
-    match activation {
-        Activation::Relu => f32::from(z > 0.0),
-        Activation::Relu6 => f32::from(z > 0.0 && z < 6.0),
-        Activation::HardSwish => {
-            if z < -3.0 {
-                0.0
-            } else if z <= 3.0 {
-                z / 3.0 + 0.5
-            } else {
-                1.0
-            }
-        }
-        Activation::Identity => 1.0,
-    }
 }
 
 /// Geometry of an NCHW tensor for per-channel work.
@@ -114,7 +85,7 @@ pub fn affine_act(
     for_each_plane(p, out, |index, c, out| {
         let (a, b) = (scale[c], shift[c]);
         for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
-            *o = activate(activation, v * a + b);
+            *o = activation.apply_scalar(v * a + b);
         }
     });
 }
@@ -143,7 +114,7 @@ pub fn normalize_act(
     for_each_plane(p, out, |index, c, out| {
         let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
         for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
-            *o = activate(activation, (v - m) * s * g + b);
+            *o = activation.apply_scalar((v - m) * s * g + b);
         }
     });
 }
@@ -175,7 +146,7 @@ pub fn backward(
                 let (mut a, mut bsum) = (0.0f32, 0.0f32);
                 for (&v, &d) in p.channel(x, n, c).iter().zip(p.channel(dy, n, c)) {
                     let xhat = (v - m) * s;
-                    let dz = d * derivative(activation, xhat * g + b);
+                    let dz = d * activation.derivative_scalar(xhat * g + b);
                     a += dz;
                     bsum += dz * xhat;
                 }
@@ -195,7 +166,7 @@ pub fn backward(
         let (x, dy) = (p.plane(x, index), p.plane(dy, index));
         for ((o, &v), &d) in dx.iter_mut().zip(x).zip(dy) {
             let xhat = (v - m) * s;
-            let dz = d * derivative(activation, xhat * g + b);
+            let dz = d * activation.derivative_scalar(xhat * g + b);
             *o = k * (dz - mean_dz - xhat * mean_dz_xhat);
         }
     });

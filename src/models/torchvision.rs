@@ -167,7 +167,7 @@ impl StateDict {
         let bytes = self
             .to_safetensors()
             .map_err(|message| file_error(path, message))?;
-        crate::train::write_atomically(path, &bytes)
+        crate::atomic_write::write_atomically(path, &bytes)
     }
 
     /// A tensor's values as f32, or `None` for a missing key.

@@ -1,7 +1,6 @@
 //! Reusable depthwise-separable building blocks, each a `XConfig` + `X<B>` pair in the
 //! style of `burn-nn`: `XConfig::new(..).with_y(..).init(&device)`.
 
-mod activation;
 mod batch_norm_act;
 mod conv_norm_act;
 mod depthwise;
@@ -12,7 +11,7 @@ mod pointwise;
 mod separable;
 mod squeeze_excite;
 
-pub use activation::Activation;
+pub use crate::kernels::Activation;
 pub use batch_norm_act::batch_norm_act;
 pub use conv_norm_act::{ConvLayer, ConvNormAct, ConvNormActConfig, NormConfig};
 pub use depthwise::{DepthwiseConv2d, DepthwiseConv2dConfig};

@@ -27,9 +27,9 @@ mod checkpoint;
 mod metrics;
 mod schedule;
 
+pub use crate::atomic_write::write_atomically;
 pub use checkpoint::{
     Checkpoint, CheckpointHeader, decode_model, decode_optimizer, encode_model, encode_optimizer,
-    write_atomically,
 };
 pub use metrics::{
     ConfusionMatrix, EpochMetrics, TrainReport, metrics_csv, parse_metrics_csv, plot_curves,
@@ -470,7 +470,7 @@ fn prepare_artifact_dir(dir: &Path) -> crate::Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| file_error(dir, e))?;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if checkpoint::is_temporary_file(&name.to_string_lossy()) {
+        if crate::atomic_write::is_temporary_file(&name.to_string_lossy()) {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -382,7 +382,10 @@ fn save_then_load_gives_identical_logits() {
     let err = load_model::<NdArray>(&config, &truncated, &device)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("older dwconv") && err.contains("DWCKPT01"), "{err}");
+    assert!(
+        err.contains("older dwconv") && err.contains("DWCKPT01"),
+        "{err}"
+    );
     // So does a file with one flipped byte, and a missing one.
     let mut flipped = bytes.clone();
     let middle = flipped.len() / 2;

@@ -1,0 +1,83 @@
+//! The activations of the MobileNet family, defined once: as tensor ops (forward and
+//! derivative, for the modules and the fallback kernels) and on scalars (for the CPU
+//! kernels). The derivative follows PyTorch at the kinks.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::{hard_sigmoid, relu};
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+/// Pointwise non-linearities used by the MobileNet family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Activation {
+    /// `max(x, 0)`.
+    #[default]
+    Relu,
+    /// `min(max(x, 0), 6)` (MobileNetV1/V2).
+    Relu6,
+    /// `x * relu6(x + 3) / 6` (MobileNetV3).
+    HardSwish,
+    /// No activation (the linear bottleneck of V2/V3 blocks).
+    Identity,
+}
+
+impl Activation {
+    /// Applies the activation element-wise.
+    ///
+    /// # Shapes
+    /// - input: any shape
+    /// - output: the input's shape
+    pub fn forward<B: Backend, const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Activation::Relu => relu(x),
+            Activation::Relu6 => x.clamp(0.0, 6.0),
+            Activation::HardSwish => x.clone() * hard_sigmoid(x, 1.0 / 6.0, 0.5),
+            Activation::Identity => x,
+        }
+    }
+
+    /// The derivative at `z`, element-wise, as a tensor of `0`/`1`/slopes.
+    pub fn derivative<B: Backend, const D: usize>(&self, z: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Activation::Relu => z.greater_elem(0.0).float(),
+            Activation::Relu6 => z.clone().greater_elem(0.0).float() * z.lower_elem(6.0).float(),
+            Activation::HardSwish => {
+                let middle = z.clone().greater_equal_elem(-3.0).float()
+                    * z.clone().lower_equal_elem(3.0).float();
+                let above = z.clone().greater_elem(3.0).float();
+                middle * (z / 3.0 + 0.5) + above
+            }
+            Activation::Identity => z.ones_like(),
+        }
+    }
+
+    /// The activation of one value (the same function as [`Self::forward`]).
+    #[inline]
+    pub fn apply_scalar(&self, z: f32) -> f32 {
+        match self {
+            Activation::Relu => z.max(0.0),
+            Activation::Relu6 => z.clamp(0.0, 6.0),
+            Activation::HardSwish => z * (z + 3.0).clamp(0.0, 6.0) / 6.0,
+            Activation::Identity => z,
+        }
+    }
+
+    /// The derivative at one value (the same function as [`Self::derivative`]).
+    #[inline]
+    pub fn derivative_scalar(&self, z: f32) -> f32 {
+        match self {
+            Activation::Relu => f32::from(z > 0.0),
+            Activation::Relu6 => f32::from(z > 0.0 && z < 6.0),
+            Activation::HardSwish => {
+                if z < -3.0 {
+                    0.0
+                } else if z <= 3.0 {
+                    z / 3.0 + 0.5
+                } else {
+                    1.0
+                }
+            }
+            Activation::Identity => 1.0,
+        }
+    }
+}
