@@ -293,10 +293,12 @@ pub(crate) fn channel_affine_act<B: HostTensors + NormActBackend>(
 }
 
 /// Implements `DepthwiseBackend`, `PointwiseBackend` and `NormActBackend` for a
-/// [`HostTensors`] backend with the CPU kernels.
+/// [`HostTensors`] backend with the CPU kernels:
+/// `impl_depthwise_on_host!(Backend)` or
+/// `impl_depthwise_on_host!([E: Bound, ..] Backend<E, ..> where ..)`.
 macro_rules! impl_depthwise_on_host {
-    ($backend:ty) => {
-        impl $crate::kernels::DepthwiseBackend for $backend {
+    ([$($generics:tt)*] $backend:ty where $($bounds:tt)*) => {
+        impl<$($generics)*> $crate::kernels::DepthwiseBackend for $backend where $($bounds)* {
             fn depthwise_conv2d(
                 x: FloatTensor<Self>,
                 weight: FloatTensor<Self>,
@@ -329,7 +331,7 @@ macro_rules! impl_depthwise_on_host {
             }
         }
 
-        impl $crate::kernels::PointwiseBackend for $backend {
+        impl<$($generics)*> $crate::kernels::PointwiseBackend for $backend where $($bounds)* {
             fn pointwise_conv2d(
                 x: FloatTensor<Self>,
                 weight: FloatTensor<Self>,
@@ -352,7 +354,7 @@ macro_rules! impl_depthwise_on_host {
             }
         }
 
-        impl $crate::kernels::NormActBackend for $backend {
+        impl<$($generics)*> $crate::kernels::NormActBackend for $backend where $($bounds)* {
             fn batch_norm_act(
                 x: FloatTensor<Self>,
                 gamma: FloatTensor<Self>,
@@ -394,6 +396,9 @@ macro_rules! impl_depthwise_on_host {
                 $crate::kernels::host::channel_affine_act::<Self>(x, scale, shift, activation)
             }
         }
+    };
+    ($backend:ty) => {
+        $crate::kernels::host::impl_depthwise_on_host!([] $backend where);
     };
 }
 pub(crate) use impl_depthwise_on_host;

@@ -1,13 +1,20 @@
-//! `DepthwiseBackend` for Burn's `NdArray` backend, on the CPU kernels.
+//! `DepthwiseBackend` for Burn's `NdArray` backend, on the CPU kernels, for every element
+//! type: `f32` tensors take the kernels, others (e.g. `NdArray<f64>`) the fallback ops.
 
 use burn::backend::NdArray;
-use burn::backend::ndarray::NdArrayTensor;
+use burn::backend::ndarray::{
+    FloatNdArrayElement, IntNdArrayElement, NdArrayTensor, QuantElement, SharedArray,
+};
 use burn::tensor::TensorData;
 use burn::tensor::ops::FloatTensor;
 
 use super::host::{HostTensors, impl_depthwise_on_host};
 
-impl HostTensors for NdArray {
+impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> HostTensors for NdArray<E, I, Q>
+where
+    NdArrayTensor: From<SharedArray<E>>,
+    NdArrayTensor: From<SharedArray<I>>,
+{
     fn with_f32<R>(tensor: &FloatTensor<Self>, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
         let NdArrayTensor::F32(storage) = tensor else {
             return None;
@@ -32,7 +39,10 @@ impl HostTensors for NdArray {
     }
 }
 
-impl_depthwise_on_host!(NdArray);
+impl_depthwise_on_host!(
+    [E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement] NdArray<E, I, Q>
+    where NdArrayTensor: From<SharedArray<E>>, NdArrayTensor: From<SharedArray<I>>
+);
 
 /// The elements of a view over `memory` with non-negative `strides` (in elements, from
 /// the start of `memory`), in row-major order. The innermost axis is copied as one
@@ -97,7 +107,8 @@ mod tests {
         ];
         for view in views {
             let expected = view.to_data().to_vec::<f32>().unwrap();
-            let got = NdArray::with_f32(&view.into_primitive().tensor(), |s| s.to_vec()).unwrap();
+            let got =
+                NdArray::<f32>::with_f32(&view.into_primitive().tensor(), |s| s.to_vec()).unwrap();
             assert_eq!(got, expected);
         }
     }

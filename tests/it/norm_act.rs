@@ -154,8 +154,13 @@ fn cpu_kernels_match_the_tensor_op_fallback() {
         let t4 = |v: &[f32]| prim(tensor::<NdArray, 4>(v, shape, &device));
         let t1 = |v: &[f32]| prim(tensor::<NdArray, 1>(v, [6], &device));
 
-        let (y, mean, var) =
-            NdArray::batch_norm_act(t4(&x), t1(&gamma), t1(&beta), 1e-3, activation);
+        let (y, mean, var) = <NdArray as NormActBackend>::batch_norm_act(
+            t4(&x),
+            t1(&gamma),
+            t1(&beta),
+            1e-3,
+            activation,
+        );
         let (y_ref, mean_ref, var_ref) =
             fallback_batch_norm_act::<NdArray>(t4(&x), t1(&gamma), t1(&beta), 1e-3, activation);
         let what = format!("{activation:?}");
@@ -164,7 +169,7 @@ fn cpu_kernels_match_the_tensor_op_fallback() {
         assert_near(&format!("{what} mean"), &mean, &vals::<1>(mean_ref));
         assert_near(&format!("{what} var"), &var, &vals::<1>(var_ref));
 
-        let grads = NdArray::batch_norm_act_backward(
+        let grads = <NdArray as NormActBackend>::batch_norm_act_backward(
             t4(&x),
             t1(&gamma),
             t1(&beta),
@@ -200,7 +205,12 @@ fn cpu_kernels_match_the_tensor_op_fallback() {
             &vals::<1>(grads_ref.2),
         );
 
-        let affine = NdArray::channel_affine_act(t4(&x), t1(&gamma), t1(&beta), activation);
+        let affine = <NdArray as NormActBackend>::channel_affine_act(
+            t4(&x),
+            t1(&gamma),
+            t1(&beta),
+            activation,
+        );
         let affine_ref =
             fallback_channel_affine_act::<NdArray>(t4(&x), t1(&gamma), t1(&beta), activation);
         assert_near(
