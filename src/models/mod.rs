@@ -9,4 +9,5 @@ pub use mobilenet::{MobileNet, MobileNetConfig, Unit};
 pub use spec::{
     Architecture, Block, BlockKind, BlockSpec, LayerSpec, MobileNetSpec, make_divisible,
 };
+pub(crate) use torchvision::apply_by_path;
 pub use torchvision::{PROBE_SHAPE, StateDict, StateDictMismatch, probe_input};

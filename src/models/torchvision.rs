@@ -437,6 +437,32 @@ fn snapshots<B: Backend>(model: &MobileNet<B>) -> BTreeMap<String, TensorSnapsho
         .collect()
 }
 
+/// Writes `tensors` (module path, data) into `module` through burn-store; the paths name
+/// enum variants or not as `skip_enum_variants` says. Every tensor must land.
+pub(crate) fn apply_by_path<B: Backend, M: Module<B>>(
+    module: &mut M,
+    tensors: Vec<(String, TensorData)>,
+    skip_enum_variants: bool,
+) -> Result<(), String> {
+    let count = tensors.len();
+    let snapshots = tensors
+        .into_iter()
+        .map(|(path, data)| {
+            let path_stack = path.split('.').map(str::to_string).collect();
+            TensorSnapshot::from_data(data, path_stack, Vec::new(), ParamId::new())
+        })
+        .collect();
+    let result = module.apply(snapshots, None, None, skip_enum_variants);
+    if !result.errors.is_empty() || result.applied.len() != count {
+        return Err(format!(
+            "{} of {count} tensors applied, errors {:?}",
+            result.applied.len(),
+            result.errors
+        ));
+    }
+    Ok(())
+}
+
 fn describe_model<B: Backend>(model: &MobileNet<B>) -> String {
     format!("{} ({} classes)", model.architecture, model.num_classes())
 }
@@ -464,12 +490,9 @@ impl<B: Backend> MobileNet<B> {
                         .wrong_shape
                         .push((key.clone(), torch_shape, data.shape.to_vec()))
                 }
-                Some(data) => loaded.push(TensorSnapshot::from_data(
-                    layout.convert(data.clone(), &shape, false),
-                    path.split('.').map(str::to_string).collect(),
-                    Vec::new(),
-                    ParamId::new(),
-                )),
+                Some(data) => {
+                    loaded.push((path.clone(), layout.convert(data.clone(), &shape, false)))
+                }
             }
         }
         for (key, data) in &state.tensors {
@@ -483,15 +506,8 @@ impl<B: Backend> MobileNet<B> {
             mismatch.looks_like = state.describe();
             return Err(Error::StateDict(Box::new(mismatch)));
         }
-        let result = self.apply(loaded, None, None, true);
-        if !result.errors.is_empty() || result.applied.len() != keys.len() {
-            return Err(Error::Input(format!(
-                "torchvision weights: {} of {} tensors applied, errors {:?}",
-                result.applied.len(),
-                keys.len(),
-                result.errors
-            )));
-        }
+        apply_by_path(&mut self, loaded, true)
+            .map_err(|e| Error::Input(format!("torchvision weights: {e}")))?;
         Ok(self)
     }
 

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::atomic_write::write_atomically;
-use crate::models::{MobileNetConfig, StateDict};
+use crate::models::{MobileNetConfig, StateDict, apply_by_path};
 
 const MAGIC: &[u8; 8] = b"DWCKPT02";
 /// The magic of the previous format (Burn records with parameter ids).
@@ -236,21 +236,8 @@ pub fn decode_model<B: Backend, M: Module<B>>(mut module: M, bytes: &[u8]) -> Re
             "the model tensors do not fit: missing {missing:?}, unexpected {unexpected:?}, mis-shaped {reshaped:?}"
         ));
     }
-    let tensors = state
-        .tensors
-        .into_iter()
-        .map(|(path, data)| {
-            let path_stack = path.split('.').map(str::to_string).collect();
-            TensorSnapshot::from_data(data, path_stack, Vec::new(), ParamId::new())
-        })
-        .collect();
-    let result = module.apply(tensors, None, None, false);
-    if !result.errors.is_empty() {
-        return Err(format!(
-            "cannot load the model tensors: {:?}",
-            result.errors
-        ));
-    }
+    apply_by_path(&mut module, state.tensors.into_iter().collect(), false)
+        .map_err(|e| format!("cannot load the model tensors: {e}"))?;
     Ok(module)
 }
 
