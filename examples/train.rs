@@ -6,7 +6,7 @@
 //! cargo run --release --features wgpu --example train -- --epochs 3
 //! cargo run --release --example train -- --data ./my-images --num-classes 5
 //! cargo run --release --example train -- --resume           # continue artifacts/train
-//! cargo run --release --all-features --example train -- --backend flex
+//! cargo run --release --features flex --example train -- --backend flex
 //! ```
 
 use std::path::PathBuf;

@@ -1,37 +1,81 @@
 //! Feature-selected backends for the examples and tests.
 //!
-//! Model and module code is generic over `B: Backend`; only these aliases change with the
-//! cargo features. When several backend features are on, the priority is
-//! `wgpu` > `flex` > `ndarray`.
+//! Model and module code is generic over `B: DepthwiseBackend`; only these aliases change
+//! with the cargo features, and the trait implementations do not depend on them. When
+//! several backend features are on, the first in this order is picked: `cuda`, `rocm`,
+//! `metal`, `vulkan`, `wgpu`, `cpu`, `candle`, `tch`, `flex`, `ndarray`. Each of them is
+//! Burn's own alias (`burn::backend::Wgpu`, ...), so with the `fusion` feature (on in
+//! Burn's default features) the CubeCL ones are `Fusion<CubeBackend<..>>`.
 
-#[cfg(feature = "wgpu")]
-mod selected {
-    /// The backend selected by cargo features (here: wgpu, on the GPU).
-    pub type DefaultBackend = burn::backend::Wgpu;
-    /// Short name of [`DefaultBackend`], as printed by the examples.
-    pub const BACKEND_NAME: &str = "wgpu";
+/// Declares `selected::{DefaultBackend, BACKEND_NAME}` for the first feature of the list
+/// that is on.
+macro_rules! select_backend {
+    (@chain [$($off:literal)*] $feature:literal => $backend:ty, $($rest:tt)*) => {
+        #[cfg(all(feature = $feature $(, not(feature = $off))*))]
+        mod selected {
+            #[doc = concat!("The backend selected by cargo features (here: `", $feature, "`).")]
+            pub type DefaultBackend = $backend;
+            /// Short name of [`DefaultBackend`], as printed by the examples.
+            pub const BACKEND_NAME: &str = $feature;
+        }
+        select_backend!(@chain [$($off)* $feature] $($rest)*);
+    };
+    (@chain [$($off:literal)*]) => {};
+    ($($list:tt)*) => { select_backend!(@chain [] $($list)*); };
 }
 
-#[cfg(all(feature = "flex", not(feature = "wgpu")))]
-mod selected {
-    /// The backend selected by cargo features (here: flex, on the CPU).
-    pub type DefaultBackend = burn::backend::Flex;
-    /// Short name of [`DefaultBackend`], as printed by the examples.
-    pub const BACKEND_NAME: &str = "flex";
+select_backend!(
+    "cuda" => burn::backend::Cuda,
+    "rocm" => burn::backend::Rocm,
+    "metal" => burn::backend::Metal,
+    "vulkan" => burn::backend::Vulkan,
+    "wgpu" => burn::backend::Wgpu,
+    "cpu" => burn::backend::Cpu,
+    "candle" => burn::backend::Candle,
+    "tch" => burn::backend::LibTorch,
+    "flex" => burn::backend::Flex,
+    "ndarray" => burn::backend::NdArray,
+);
+
+#[cfg(any(
+    feature = "cuda",
+    feature = "rocm",
+    feature = "metal",
+    feature = "vulkan",
+    feature = "wgpu",
+    feature = "cpu",
+    feature = "candle",
+    feature = "tch",
+    feature = "flex",
+    feature = "ndarray"
+))]
+mod aliases {
+    pub use super::selected::{BACKEND_NAME, DefaultBackend};
+
+    /// [`DefaultBackend`] with automatic differentiation, for training.
+    pub type DefaultAutodiffBackend = burn::backend::Autodiff<DefaultBackend>;
+
+    /// The default device of [`DefaultBackend`].
+    pub fn default_device() -> burn::tensor::Device<DefaultBackend> {
+        Default::default()
+    }
 }
 
-#[cfg(all(feature = "ndarray", not(any(feature = "flex", feature = "wgpu"))))]
-mod selected {
-    /// The backend selected by cargo features (here: ndarray, on the CPU).
-    pub type DefaultBackend = burn::backend::NdArray;
-    /// Short name of [`DefaultBackend`], as printed by the examples.
-    pub const BACKEND_NAME: &str = "ndarray";
-}
+#[cfg(any(
+    feature = "cuda",
+    feature = "rocm",
+    feature = "metal",
+    feature = "vulkan",
+    feature = "wgpu",
+    feature = "cpu",
+    feature = "candle",
+    feature = "tch",
+    feature = "flex",
+    feature = "ndarray"
+))]
+pub use aliases::*;
 
-#[cfg(any(feature = "ndarray", feature = "flex", feature = "wgpu"))]
-pub use selected::{BACKEND_NAME, DefaultBackend};
-
-/// Names of the backends this build has, as the examples' `--backend` flag takes them.
+/// Names of the backends the examples' `--backend` flag takes in this build.
 pub const COMPILED_BACKENDS: &[&str] = &[
     #[cfg(feature = "ndarray")]
     "ndarray",
@@ -40,13 +84,3 @@ pub const COMPILED_BACKENDS: &[&str] = &[
     #[cfg(feature = "wgpu")]
     "wgpu",
 ];
-
-/// [`DefaultBackend`] with automatic differentiation, for training.
-#[cfg(any(feature = "ndarray", feature = "flex", feature = "wgpu"))]
-pub type DefaultAutodiffBackend = burn::backend::Autodiff<DefaultBackend>;
-
-/// The default device of [`DefaultBackend`].
-#[cfg(any(feature = "ndarray", feature = "flex", feature = "wgpu"))]
-pub fn default_device() -> burn::tensor::Device<DefaultBackend> {
-    Default::default()
-}

@@ -3,8 +3,8 @@
 //! it for inputs their kernels do not take (e.g. non-`f32` tensors).
 
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Shape, TensorMetadata};
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};
 
 use super::{DepthwiseOptions, primitive_dims};
 
@@ -57,4 +57,89 @@ pub fn bias_backward<B: Backend>(output_grad: FloatTensor<B>) -> FloatTensor<B> 
     let summed = B::float_sum_dim(B::float_sum_dim(output_grad, 3), 2);
     let summed = B::float_sum_dim(summed, 0);
     B::float_reshape(summed, Shape::new([out_channels]))
+}
+
+/// Input gradient through a forward (grouped) correlation only, for backends without a
+/// grouped transposed convolution (Candle): the output gradient spread to stride 1, padded
+/// by `dilation * (k - 1) - padding` on each side (cropped where that is negative), and
+/// correlated with the spatially flipped kernel, whose `[C * m, 1, kh, kw]` weights regroup
+/// as `[C, m, kh, kw]`: each input channel sums its `m` output channels.
+pub fn x_backward_by_correlation<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    let [_, channels, in_h, in_w] = primitive_dims::<B>(&x);
+    let [out_channels, _, kh, kw] = primitive_dims::<B>(&weight);
+    let g = spread_to_unit_stride::<B>(output_grad, [in_h, in_w], [kh, kw], options);
+    let mut g = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(g));
+    for (axis, k) in [(2, kh), (3, kw)] {
+        let d = axis - 2;
+        let border = (options.dilation[d] * (k - 1)) as isize - options.padding[d] as isize;
+        g = pad_or_crop(g, axis, border);
+    }
+    let weight = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(weight))
+        .reshape([channels, out_channels / channels, kh, kw])
+        .flip([2, 3]);
+    B::conv2d(
+        g.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        None,
+        ConvOptions::new([1, 1], [0, 0], options.dilation, channels),
+    )
+}
+
+/// The output gradient of a strided depthwise conv as that of the same conv at stride 1:
+/// zeros between the elements, cropped or zero-extended to the stride-1 output size.
+pub fn spread_to_unit_stride<B: Backend>(
+    output_grad: FloatTensor<B>,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    let [n, o, out_h, out_w] = primitive_dims::<B>(&output_grad);
+    let [sh, sw] = options.stride;
+    let full = [0, 1].map(|d| {
+        input[d] + 2 * options.padding[d] - options.dilation[d] * (kernel[d] - 1)
+    });
+    let g = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(output_grad));
+    if options.stride == [1, 1] {
+        return g.into_primitive().tensor();
+    }
+    // [n, o, out_h, 1, out_w, 1] zero-extended to [n, o, out_h, sh, out_w, sw].
+    let g = g.reshape([n, o, out_h, 1, out_w, 1]);
+    let g = fit_dim(fit_dim(g, 3, sh), 5, sw);
+    let g = g.reshape([n, o, out_h * sh, out_w * sw]);
+    fit_dim(fit_dim(g, 2, full[0]), 3, full[1])
+        .into_primitive()
+        .tensor()
+}
+
+/// Resizes dimension `dim` to `size`: crops the end, or appends zeros.
+fn fit_dim<B: Backend, const D: usize>(t: Tensor<B, D>, dim: usize, size: usize) -> Tensor<B, D> {
+    let current = t.dims()[dim];
+    if current >= size {
+        return t.narrow(dim, 0, size);
+    }
+    let mut zeros_shape = t.dims();
+    zeros_shape[dim] = size - current;
+    let zeros = Tensor::zeros(zeros_shape, (&t.device(), t.dtype()));
+    Tensor::cat(vec![t, zeros], dim)
+}
+
+/// Adds `border` zeros at both ends of dimension `dim`, or crops `-border` from both ends.
+fn pad_or_crop<B: Backend>(t: Tensor<B, 4>, dim: usize, border: isize) -> Tensor<B, 4> {
+    let len = t.dims()[dim];
+    if border < 0 {
+        let cut = border.unsigned_abs();
+        return t.narrow(dim, cut, len - 2 * cut);
+    }
+    if border == 0 {
+        return t;
+    }
+    let mut zeros_shape = t.dims();
+    zeros_shape[dim] = border as usize;
+    let zeros = Tensor::<B, 4>::zeros(zeros_shape, (&t.device(), t.dtype()));
+    Tensor::cat(vec![zeros.clone(), t, zeros], dim)
 }

@@ -6,29 +6,25 @@
 //! override them with the kernels in [`cpu`]. [`Autodiff`](burn::backend::Autodiff)
 //! records one backward node per call that calls the inner backend's backward ops.
 //!
+//! The three op traits ([`DepthwiseBackend`], [`PointwiseBackend`], [`NormActBackend`])
+//! are implemented for every Burn 0.21 backend family: `NdArray<E, I, Q>` and `Flex` (CPU
+//! kernels for `f32`), `CubeBackend<R, F, I, BT>` for every CubeCL runtime, `Fusion<B>`,
+//! `Autodiff<B>`, and, behind their features, Candle, LibTorch, the router and Dispatch.
+//! Generic code needs one bound, `B: DepthwiseBackend`.
+//!
 //! Layout is NCHW. A depthwise conv with depth multiplier `m` maps `C` input channels to
 //! `C * m` output channels; output channel `o` reads input channel `o / m` (PyTorch's
 //! `groups = C` convention). Weights are `[C * m, 1, kh, kw]`, bias `[C * m]`.
 
+// The op traits, their option types and their defaults on Burn's ops.
 mod activation;
-mod autodiff;
-pub mod cpu;
-mod cpu_planes;
-#[cfg(feature = "wgpu")]
-mod cubecl;
 pub mod fallback;
-#[cfg(feature = "flex")]
-mod flex;
-#[cfg(any(feature = "ndarray", feature = "flex"))]
-mod host;
-#[cfg(feature = "ndarray")]
-mod ndarray;
 mod norm_act;
-mod norm_act_autodiff;
-pub mod norm_act_cpu;
 mod pointwise;
-pub mod pointwise_cpu;
 pub mod reference;
+// The CPU kernels on slices, and the trait implementations per backend family.
+mod backends;
+pub mod cpu;
 
 pub use activation::Activation;
 pub use norm_act::{

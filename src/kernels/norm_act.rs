@@ -2,7 +2,7 @@
 //!
 //! [`NormActBackend`] has defaults built on Burn's tensor ops (correct on any backend);
 //! CPU backends override them with the two-pass kernels of
-//! [`norm_act_cpu`](super::norm_act_cpu), and `Autodiff<B>` records one backward node per
+//! [`cpu::norm_act`](super::cpu::norm_act), and `Autodiff<B>` records one backward node per
 //! call. Layout is NCHW; per-channel tensors are `[C]`.
 
 use burn::tensor::backend::Backend;

@@ -34,7 +34,12 @@ pub fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 ///
 /// The scale makes the bound relative to the size of the values, as f32 accumulation
 /// error grows with them.
-pub fn assert_close(what: &str, actual: &[f32], expected: &[f64], tol: f64) {
+pub fn assert_close<A: Copy + Into<f64> + std::fmt::Display>(
+    what: &str,
+    actual: &[A],
+    expected: &[f64],
+    tol: f64,
+) {
     assert_eq!(
         actual.len(),
         expected.len(),
@@ -44,7 +49,7 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f64], tol: f64) {
     );
     let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        let err = (*a as f64 - e).abs();
+        let err = ((*a).into() - e).abs();
         assert!(
             err <= tol * scale,
             "{what}: element {i}: got {a}, expected {e} (error {err:.3e} > {:.3e})",
@@ -84,8 +89,17 @@ pub fn example_binary(name: &str) -> PathBuf {
     path
 }
 
-/// Runs one generic test body, `fn name<B: Backend>(backend: &str)`, as one test per
-/// backend this build has: `name::ndarray`, `name::flex`, `name::wgpu`.
+/// Non-fusion wgpu (`burn::backend::Wgpu` is this only while Burn's `fusion` is off).
+#[cfg(feature = "wgpu")]
+pub type WgpuDirect = burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
+
+/// Wgpu as Burn's default features build it: fusion over the CubeCL backend.
+#[cfg(all(feature = "wgpu", feature = "fusion"))]
+pub type WgpuFusion = burn_fusion::Fusion<WgpuDirect>;
+
+/// Runs one generic test body, `fn name<B: DepthwiseBackend>(backend: &str)`, as one test
+/// per backend this build has: `name::ndarray`, `name::flex`, `name::wgpu` (no fusion),
+/// `name::wgpu_fusion`, `name::candle`.
 macro_rules! test_on_every_backend {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
@@ -104,7 +118,20 @@ macro_rules! test_on_every_backend {
             #[cfg(feature = "wgpu")]
             #[test]
             fn wgpu() {
-                super::$name::<burn::backend::Wgpu>("wgpu")
+                super::$name::<$crate::common::WgpuDirect>("wgpu")
+            }
+
+            #[cfg(all(feature = "wgpu", feature = "fusion"))]
+            #[test]
+            fn wgpu_fusion() {
+                super::$name::<$crate::common::WgpuFusion>("wgpu-fusion")
+            }
+
+            #[cfg(feature = "candle")]
+            #[test]
+            #[allow(deprecated)]
+            fn candle() {
+                super::$name::<burn::backend::Candle>("candle")
             }
         }
     )+};

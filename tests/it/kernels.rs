@@ -2,7 +2,8 @@
 //! reference gradients against central finite differences.
 
 use burn::backend::Autodiff;
-use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
 use dwconv::kernels::{
     DepthwiseBackend, DepthwiseOptions, DepthwiseShape, depthwise_conv2d, reference,
     try_depthwise_conv2d,
@@ -101,16 +102,34 @@ fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
-/// Forward and all three gradients through `Autodiff<B>` against the reference.
-fn check_case<B: DepthwiseBackend>(case: &Case, device: &B::Device) {
+/// A tensor of `dtype` holding `values`.
+fn typed<B: Backend, const D: usize>(
+    values: &[f32],
+    shape: [usize; D],
+    device: &B::Device,
+    dtype: DType,
+) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape), (device, dtype))
+}
+
+/// A tensor's values as `f64`, after checking that it kept `dtype`.
+fn values_of<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) -> Vec<f64> {
+    let data = t.into_data();
+    assert_eq!(data.dtype, dtype, "result dtype");
+    data.convert::<f64>().into_vec::<f64>().unwrap()
+}
+
+/// Forward and all three gradients through `Autodiff<B>` against the reference, in
+/// `dtype` (`f32` within 1e-5 relative, `f64` within 1e-12).
+fn check_case<B: DepthwiseBackend>(case: &Case, device: &B::Device, dtype: DType) {
     let d = CaseData::new(case);
     let s = &d.shape;
-    let x = tensor::<Autodiff<B>, 4>(&d.x, case.input, device).require_grad();
-    let w = tensor::<Autodiff<B>, 4>(&d.weight, case.weight, device).require_grad();
-    let b = case
-        .bias
-        .then(|| tensor::<Autodiff<B>, 1>(&d.bias, [s.out_channels()], device).require_grad());
-    let g = tensor::<Autodiff<B>, 4>(&d.output_grad, s.output_shape(), device);
+    let x = typed::<Autodiff<B>, 4>(&d.x, case.input, device, dtype).require_grad();
+    let w = typed::<Autodiff<B>, 4>(&d.weight, case.weight, device, dtype).require_grad();
+    let b = case.bias.then(|| {
+        typed::<Autodiff<B>, 1>(&d.bias, [s.out_channels()], device, dtype).require_grad()
+    });
+    let g = typed::<Autodiff<B>, 4>(&d.output_grad, s.output_shape(), device, dtype);
 
     let y = depthwise_conv2d(x.clone(), w.clone(), b.clone(), case.options);
     assert_eq!(y.dims(), s.output_shape(), "output shape for {case:?}");
@@ -118,30 +137,30 @@ fn check_case<B: DepthwiseBackend>(case: &Case, device: &B::Device) {
 
     let bias_ref = case.bias.then(|| f64s(&d.bias));
     let (xr, wr, gr) = (f64s(&d.x), f64s(&d.weight), f64s(&d.output_grad));
-    let tol = 1e-5;
+    let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
     let what = |t: &str| format!("{t} for {case:?}");
     assert_close(
         &what("forward"),
-        &values(y.inner()),
+        &values_of(y.inner(), dtype),
         &reference::forward(s, &xr, &wr, bias_ref.as_deref()),
         tol,
     );
     assert_close(
         &what("input gradient"),
-        &values(x.grad(&grads).expect("input gradient")),
+        &values_of(x.grad(&grads).expect("input gradient"), dtype),
         &reference::x_backward(s, &wr, &gr),
         tol,
     );
     assert_close(
         &what("weight gradient"),
-        &values(w.grad(&grads).expect("weight gradient")),
+        &values_of(w.grad(&grads).expect("weight gradient"), dtype),
         &reference::weight_backward(s, &xr, &gr),
         tol,
     );
     if let Some(b) = b {
         assert_close(
             &what("bias gradient"),
-            &values(b.grad(&grads).expect("bias gradient")),
+            &values_of(b.grad(&grads).expect("bias gradient"), dtype),
             &reference::bias_backward(s, &gr),
             tol,
         );
@@ -154,7 +173,18 @@ const CASES: usize = 240;
 fn depthwise_matches_reference<B: DepthwiseBackend>(_backend: &str) {
     let device = Default::default();
     for case in &cases(CASES) {
-        check_case::<B>(case, &device);
+        check_case::<B>(case, &device, DType::F32);
+    }
+}
+
+/// `NdArray<f64>` takes the fallback path (Burn's grouped conv in `f64`): the same sweep,
+/// at `f64` precision, and the results stay `f64`.
+#[cfg(feature = "ndarray")]
+#[test]
+fn depthwise_matches_reference_in_f64_on_ndarray() {
+    let device = Default::default();
+    for case in &cases(CASES) {
+        check_case::<burn::backend::NdArray<f64>>(case, &device, DType::F64);
     }
 }
 

@@ -9,8 +9,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
 
-use super::Activation;
-use super::norm_act::NormActBackend;
+use crate::kernels::{Activation, NormActBackend};
 
 /// The forward's input, gamma, beta, batch mean and variance, epsilon and activation.
 type SavedState<B> = (

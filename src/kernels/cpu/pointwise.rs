@@ -158,5 +158,5 @@ pub fn weight_backward(s: PointwiseShape, x: &[f32], output_grad: &[f32], grad: 
                 gemm(dy, x.t(), 1.0, acc);
             }
         });
-    super::cpu::sum_partials(&partial, grad);
+    super::sum_partials(&partial, grad);
 }

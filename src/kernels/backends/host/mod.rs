@@ -1,19 +1,31 @@
-//! Glue between CPU backends' tensor primitives and the slice kernels in [`cpu`](super::cpu).
+//! The CPU backend family: glue between CPU backends' tensor primitives and the slice
+//! kernels in [`cpu`](crate::kernels::cpu).
 //!
 //! A backend implements [`HostTensors`] (borrow a dense `f32` view, build a tensor from a
 //! `Vec`), and [`impl_depthwise_on_host!`] turns that into a `DepthwiseBackend` impl.
-//! Tensors that are not `f32` go to the [`fallback`](super::fallback) path.
+//! Tensors that are not `f32` go to the [`fallback`](crate::kernels::fallback) path.
 
 use burn::tensor::TensorMetadata;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 
-use super::Activation;
-use super::norm_act::NormActBackend;
-use super::norm_act_cpu::{self, Planes};
-use super::pointwise::PointwiseBackend;
-use super::pointwise_cpu::{self, PointwiseShape};
-use super::{DepthwiseOptions, DepthwiseShape, cpu, fallback, primitive_dims};
+use crate::kernels::cpu::norm_act::{self as norm_act_cpu, Planes};
+use crate::kernels::cpu::pointwise::{self as pointwise_cpu, PointwiseShape};
+use crate::kernels::pointwise::{
+    fallback_forward as fallback_pointwise_forward,
+    fallback_weight_backward as fallback_pointwise_weight_backward,
+    fallback_x_backward as fallback_pointwise_x_backward,
+};
+use crate::kernels::{
+    Activation, DepthwiseOptions, DepthwiseShape, NormActBackend, PointwiseBackend, cpu,
+    fallback, fallback_batch_norm_act, fallback_batch_norm_act_backward,
+    fallback_channel_affine_act, primitive_dims,
+};
+
+#[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "ndarray")]
+mod ndarray;
 
 /// Dense host access to a CPU backend's float tensors.
 pub(crate) trait HostTensors: Backend {
@@ -140,7 +152,7 @@ pub(crate) fn pointwise_forward<B: HostTensors + PointwiseBackend>(
     });
     match done.flatten() {
         Some(()) => B::from_f32(out, [n, cout, h, w]),
-        None => super::pointwise::fallback_forward::<B>(x, weight),
+        None => fallback_pointwise_forward::<B>(x, weight),
     }
 }
 
@@ -163,7 +175,7 @@ pub(crate) fn pointwise_x_backward<B: HostTensors + PointwiseBackend>(
     });
     match done.flatten() {
         Some(()) => B::from_f32(grad, [n, cin, h, w]),
-        None => super::pointwise::fallback_x_backward::<B>(weight, output_grad),
+        None => fallback_pointwise_x_backward::<B>(weight, output_grad),
     }
 }
 
@@ -181,7 +193,7 @@ pub(crate) fn pointwise_weight_backward<B: HostTensors + PointwiseBackend>(
     });
     match done.flatten() {
         Some(()) => B::from_f32(grad, [cout, s.channels[0]]),
-        None => super::pointwise::fallback_weight_backward::<B>(x, output_grad),
+        None => fallback_pointwise_weight_backward::<B>(x, output_grad),
     }
 }
 
@@ -208,7 +220,7 @@ pub(crate) fn batch_norm_act<B: HostTensors + NormActBackend>(
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
     let p = planes::<B>(&x);
     let (Some(g), Some(b)) = (small::<B>(&gamma), small::<B>(&beta)) else {
-        return super::norm_act::fallback_batch_norm_act::<B>(x, gamma, beta, epsilon, activation);
+        return fallback_batch_norm_act::<B>(x, gamma, beta, epsilon, activation);
     };
     let mut mean = vec![0.0f32; p.channels];
     let mut var = vec![0.0f32; p.channels];
@@ -224,7 +236,7 @@ pub(crate) fn batch_norm_act<B: HostTensors + NormActBackend>(
             B::from_f32_vec(mean),
             B::from_f32_vec(var),
         ),
-        None => super::norm_act::fallback_batch_norm_act::<B>(x, gamma, beta, epsilon, activation),
+        None => fallback_batch_norm_act::<B>(x, gamma, beta, epsilon, activation),
     }
 }
 
@@ -261,7 +273,7 @@ pub(crate) fn batch_norm_act_backward<B: HostTensors + NormActBackend>(
             );
         }
     }
-    super::norm_act::fallback_batch_norm_act_backward::<B>(
+    fallback_batch_norm_act_backward::<B>(
         x,
         gamma,
         beta,
@@ -289,7 +301,7 @@ pub(crate) fn channel_affine_act<B: HostTensors + NormActBackend>(
             return B::from_f32(out, primitive_dims::<B>(&x));
         }
     }
-    super::norm_act::fallback_channel_affine_act::<B>(x, scale, shift, activation)
+    fallback_channel_affine_act::<B>(x, scale, shift, activation)
 }
 
 /// Implements `DepthwiseBackend`, `PointwiseBackend` and `NormActBackend` for a
@@ -305,7 +317,7 @@ macro_rules! impl_depthwise_on_host {
                 bias: Option<FloatTensor<Self>>,
                 options: $crate::kernels::DepthwiseOptions,
             ) -> FloatTensor<Self> {
-                $crate::kernels::host::forward::<Self>(x, weight, bias, options)
+                $crate::kernels::backends::host::forward::<Self>(x, weight, bias, options)
             }
 
             fn depthwise_conv2d_x_backward(
@@ -314,7 +326,7 @@ macro_rules! impl_depthwise_on_host {
                 output_grad: FloatTensor<Self>,
                 options: $crate::kernels::DepthwiseOptions,
             ) -> FloatTensor<Self> {
-                $crate::kernels::host::x_backward::<Self>(x, weight, output_grad, options)
+                $crate::kernels::backends::host::x_backward::<Self>(x, weight, output_grad, options)
             }
 
             fn depthwise_conv2d_weight_backward(
@@ -323,11 +335,11 @@ macro_rules! impl_depthwise_on_host {
                 output_grad: FloatTensor<Self>,
                 options: $crate::kernels::DepthwiseOptions,
             ) -> FloatTensor<Self> {
-                $crate::kernels::host::weight_backward::<Self>(x, weight, output_grad, options)
+                $crate::kernels::backends::host::weight_backward::<Self>(x, weight, output_grad, options)
             }
 
             fn depthwise_conv2d_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
-                $crate::kernels::host::bias_backward::<Self>(output_grad)
+                $crate::kernels::backends::host::bias_backward::<Self>(output_grad)
             }
         }
 
@@ -336,21 +348,21 @@ macro_rules! impl_depthwise_on_host {
                 x: FloatTensor<Self>,
                 weight: FloatTensor<Self>,
             ) -> FloatTensor<Self> {
-                $crate::kernels::host::pointwise_forward::<Self>(x, weight)
+                $crate::kernels::backends::host::pointwise_forward::<Self>(x, weight)
             }
 
             fn pointwise_conv2d_x_backward(
                 weight: FloatTensor<Self>,
                 output_grad: FloatTensor<Self>,
             ) -> FloatTensor<Self> {
-                $crate::kernels::host::pointwise_x_backward::<Self>(weight, output_grad)
+                $crate::kernels::backends::host::pointwise_x_backward::<Self>(weight, output_grad)
             }
 
             fn pointwise_conv2d_weight_backward(
                 x: FloatTensor<Self>,
                 output_grad: FloatTensor<Self>,
             ) -> FloatTensor<Self> {
-                $crate::kernels::host::pointwise_weight_backward::<Self>(x, output_grad)
+                $crate::kernels::backends::host::pointwise_weight_backward::<Self>(x, output_grad)
             }
         }
 
@@ -362,7 +374,7 @@ macro_rules! impl_depthwise_on_host {
                 epsilon: f64,
                 activation: $crate::kernels::Activation,
             ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-                $crate::kernels::host::batch_norm_act::<Self>(x, gamma, beta, epsilon, activation)
+                $crate::kernels::backends::host::batch_norm_act::<Self>(x, gamma, beta, epsilon, activation)
             }
 
             fn batch_norm_act_backward(
@@ -375,7 +387,7 @@ macro_rules! impl_depthwise_on_host {
                 activation: $crate::kernels::Activation,
                 output_grad: FloatTensor<Self>,
             ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-                $crate::kernels::host::batch_norm_act_backward::<Self>(
+                $crate::kernels::backends::host::batch_norm_act_backward::<Self>(
                     x,
                     gamma,
                     beta,
@@ -393,12 +405,12 @@ macro_rules! impl_depthwise_on_host {
                 shift: FloatTensor<Self>,
                 activation: $crate::kernels::Activation,
             ) -> FloatTensor<Self> {
-                $crate::kernels::host::channel_affine_act::<Self>(x, scale, shift, activation)
+                $crate::kernels::backends::host::channel_affine_act::<Self>(x, scale, shift, activation)
             }
         }
     };
     ($backend:ty) => {
-        $crate::kernels::host::impl_depthwise_on_host!([] $backend where);
+        $crate::kernels::backends::host::impl_depthwise_on_host!([] $backend where);
     };
 }
 pub(crate) use impl_depthwise_on_host;

@@ -8,7 +8,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::ops::FloatTensor;
 
-use super::{DepthwiseBackend, DepthwiseOptions};
+use crate::kernels::{DepthwiseBackend, DepthwiseOptions};
 
 /// What the backward pass needs: the forward's input and weight, and the options.
 type SavedState<B> = (FloatTensor<B>, FloatTensor<B>, DepthwiseOptions);

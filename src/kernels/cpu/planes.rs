@@ -22,7 +22,7 @@
 
 use rayon::prelude::*;
 
-use super::DepthwiseShape;
+use crate::kernels::DepthwiseShape;
 
 /// Width of the blocks summed in registers.
 const LANES: usize = 8;
@@ -435,5 +435,5 @@ pub fn weight_backward(s: &DepthwiseShape, x: &[f32], output_grad: &[f32], grad:
             }
         },
     );
-    super::cpu::sum_partials(&partial, grad);
+    super::sum_partials(&partial, grad);
 }

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::Activation;
+use crate::kernels::Activation;
 
 /// Planes per rayon work item, so that tiny maps (1×1, 2×2) do not make tiny tasks.
 fn min_planes(plane: usize) -> usize {

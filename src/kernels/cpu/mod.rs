@@ -1,13 +1,17 @@
 //! Fast depthwise conv2d kernels on dense NCHW `f32` slices, split with rayon over
 //! `(batch, channel)` planes: the entry points for the CPU backends. The convolutions are
-//! the `cpu_planes` module's zero-bordered plane kernels; the bias gradient is a per-channel
+//! the `planes` module's zero-bordered plane kernels; the bias gradient is a per-channel
 //! sum here.
 
 use rayon::prelude::*;
 
-use super::DepthwiseShape;
+use crate::kernels::DepthwiseShape;
 
-pub use super::cpu_planes::{forward, weight_backward, x_backward};
+pub mod norm_act;
+mod planes;
+pub mod pointwise;
+
+pub use planes::{forward, weight_backward, x_backward};
 
 /// `out` = the sum of `partial`'s consecutive `out.len()`-long chunks (per-work-item
 /// partial sums of a reduction).

@@ -8,7 +8,7 @@ use burn::backend::ndarray::{
 use burn::tensor::TensorData;
 use burn::tensor::ops::FloatTensor;
 
-use super::host::{HostTensors, impl_depthwise_on_host};
+use super::{HostTensors, impl_depthwise_on_host};
 
 impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> HostTensors for NdArray<E, I, Q>
 where

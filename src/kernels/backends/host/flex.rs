@@ -5,7 +5,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorData;
 use burn::tensor::ops::FloatTensor;
 
-use super::host::{HostTensors, impl_depthwise_on_host};
+use super::{HostTensors, impl_depthwise_on_host};
 
 impl HostTensors for Flex {
     fn with_f32<R>(tensor: &FloatTensor<Self>, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
