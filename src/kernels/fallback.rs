@@ -90,6 +90,43 @@ pub fn x_backward_by_correlation<B: Backend>(
     )
 }
 
+/// Weight gradient as one forward grouped convolution, for backends whose conv weight
+/// gradient fails on depthwise shapes (Candle): each input channel's `N` images form one
+/// group of an `[1, C * N, H, W]` input, correlated with the output gradients as `N`-channel
+/// kernels `[C * m, N, out_h, out_w]`, with stride and dilation swapped; the result, at
+/// least `kh × kw`, is cropped to it.
+pub fn weight_backward_by_correlation<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    let [n, channels, h, w] = primitive_dims::<B>(&x);
+    let [out_channels, _, kh, kw] = primitive_dims::<B>(&weight);
+    let [_, _, out_h, out_w] = primitive_dims::<B>(&output_grad);
+    let x = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(x))
+        .swap_dims(0, 1)
+        .reshape([1, channels * n, h, w]);
+    // Through a flat shape, so that backends that need contiguous kernels get one.
+    let g = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(output_grad))
+        .swap_dims(0, 1)
+        .reshape([out_channels, n * out_h * out_w])
+        .reshape([out_channels, n, out_h, out_w]);
+    let swapped = ConvOptions::new(options.dilation, options.padding, options.stride, channels);
+    let dw = B::conv2d(
+        x.into_primitive().tensor(),
+        g.into_primitive().tensor(),
+        None,
+        swapped,
+    );
+    Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(dw))
+        .narrow(2, 0, kh)
+        .narrow(3, 0, kw)
+        .reshape([out_channels, 1, kh, kw])
+        .into_primitive()
+        .tensor()
+}
+
 /// The output gradient of a strided depthwise conv as that of the same conv at stride 1:
 /// zeros between the elements, cropped or zero-extended to the stride-1 output size.
 pub fn spread_to_unit_stride<B: Backend>(
@@ -100,9 +137,8 @@ pub fn spread_to_unit_stride<B: Backend>(
 ) -> FloatTensor<B> {
     let [n, o, out_h, out_w] = primitive_dims::<B>(&output_grad);
     let [sh, sw] = options.stride;
-    let full = [0, 1].map(|d| {
-        input[d] + 2 * options.padding[d] - options.dilation[d] * (kernel[d] - 1)
-    });
+    let full =
+        [0, 1].map(|d| input[d] + 2 * options.padding[d] - options.dilation[d] * (kernel[d] - 1));
     let g = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(output_grad));
     if options.stride == [1, 1] {
         return g.into_primitive().tensor();

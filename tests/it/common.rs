@@ -91,7 +91,8 @@ pub fn example_binary(name: &str) -> PathBuf {
 
 /// Non-fusion wgpu (`burn::backend::Wgpu` is this only while Burn's `fusion` is off).
 #[cfg(feature = "wgpu")]
-pub type WgpuDirect = burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
+pub type WgpuDirect =
+    burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
 
 /// Wgpu as Burn's default features build it: fusion over the CubeCL backend.
 #[cfg(all(feature = "wgpu", feature = "fusion"))]

@@ -16,8 +16,7 @@ use burn::tensor::ops::FloatTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
 use crate::kernels::{
-    DepthwiseBackend, DepthwiseOptions, NormActBackend, PointwiseBackend, fallback,
-    primitive_dims,
+    DepthwiseBackend, DepthwiseOptions, NormActBackend, PointwiseBackend, fallback, primitive_dims,
 };
 
 /// Pointwise conv through the default (Burn `matmul`) implementations.
@@ -50,7 +49,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DepthwiseB
         if options.stride[0] <= span[0] && options.stride[1] <= span[1] {
             return fallback::x_backward::<Self>(x, weight, output_grad, options);
         }
-        let g = fallback::spread_to_unit_stride::<Self>(output_grad, [in_h, in_w], [kh, kw], options);
+        let g =
+            fallback::spread_to_unit_stride::<Self>(output_grad, [in_h, in_w], [kh, kw], options);
         let unit_stride = DepthwiseOptions::new([1, 1], options.padding, options.dilation);
         fallback::x_backward::<Self>(x, weight, g, unit_stride)
     }

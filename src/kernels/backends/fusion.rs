@@ -28,7 +28,9 @@ struct CustomOp<B, F, const N: usize, const M: usize> {
 
 impl<B, F, const N: usize, const M: usize> std::fmt::Debug for CustomOp<B, F, N, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CustomOp").field("desc", &self.desc).finish()
+        f.debug_struct("CustomOp")
+            .field("desc", &self.desc)
+            .finish()
     }
 }
 
@@ -165,12 +167,10 @@ impl<B: FusionBackend + PointwiseBackend> PointwiseBackend for Fusion<B> {
         let [n, _, h, w] = primitive_dims::<Self>(&x);
         let out = weight.shape[0];
         let shape = Shape::new([n, out, h, w]);
-        let [y] = custom_op::<B, 2, 1>(
-            "dwconv.pointwise_conv2d",
-            [x, weight],
-            [shape],
-            |[x, w]| [B::pointwise_conv2d(x, w)],
-        );
+        let [y] =
+            custom_op::<B, 2, 1>("dwconv.pointwise_conv2d", [x, weight], [shape], |[x, w]| {
+                [B::pointwise_conv2d(x, w)]
+            });
         y
     }
 

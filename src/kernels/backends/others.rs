@@ -2,7 +2,10 @@
 //! everywhere, without a kernel of this crate's.
 //!
 //! Candle has no grouped transposed convolution, which Burn's default depthwise input
-//! gradient uses, so it takes the gradient as a forward correlation instead.
+//! gradient uses, and its convolution fails on the strided kernels of Burn's generic
+//! weight gradient at some shapes (an index out of range in its matmul), so it takes both
+//! gradients as forward correlations instead. Its convolutions refuse different options
+//! along height and width, which MobileNets never use.
 
 // Burn 0.21 deprecates burn-candle; it still is one of its backends.
 #[cfg(feature = "candle")]
@@ -23,6 +26,15 @@ mod candle {
             options: DepthwiseOptions,
         ) -> FloatTensor<Self> {
             fallback::x_backward_by_correlation::<Self>(x, weight, output_grad, options)
+        }
+
+        fn depthwise_conv2d_weight_backward(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            output_grad: FloatTensor<Self>,
+            options: DepthwiseOptions,
+        ) -> FloatTensor<Self> {
+            fallback::weight_backward_by_correlation::<Self>(x, weight, output_grad, options)
         }
     }
     impl<F: FloatCandleElement, I: IntCandleElement> PointwiseBackend for Candle<F, I> {}

@@ -17,9 +17,9 @@ use crate::kernels::pointwise::{
     fallback_x_backward as fallback_pointwise_x_backward,
 };
 use crate::kernels::{
-    Activation, DepthwiseOptions, DepthwiseShape, NormActBackend, PointwiseBackend, cpu,
-    fallback, fallback_batch_norm_act, fallback_batch_norm_act_backward,
-    fallback_channel_affine_act, primitive_dims,
+    Activation, DepthwiseOptions, DepthwiseShape, NormActBackend, PointwiseBackend, cpu, fallback,
+    fallback_batch_norm_act, fallback_batch_norm_act_backward, fallback_channel_affine_act,
+    primitive_dims,
 };
 
 #[cfg(feature = "flex")]
