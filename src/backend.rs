@@ -7,20 +7,30 @@
 //! Burn's own alias (`burn::backend::Wgpu`, ...), so with the `fusion` feature (on in
 //! Burn's default features) the CubeCL ones are `Fusion<CubeBackend<..>>`.
 
-/// Declares `selected::{DefaultBackend, BACKEND_NAME}` for the first feature of the list
-/// that is on.
+/// Declares `selected::{DefaultBackend, BACKEND_NAME, ..}` for the first feature of the
+/// list that is on (an empty module when none is).
 macro_rules! select_backend {
     (@chain [$($off:literal)*] $feature:literal => $backend:ty, $($rest:tt)*) => {
         #[cfg(all(feature = $feature $(, not(feature = $off))*))]
+        #[allow(deprecated)] // Burn 0.21 deprecates its Candle backend.
         mod selected {
             #[doc = concat!("The backend selected by cargo features (here: `", $feature, "`).")]
             pub type DefaultBackend = $backend;
             /// Short name of [`DefaultBackend`], as printed by the examples.
             pub const BACKEND_NAME: &str = $feature;
+            /// [`DefaultBackend`] with automatic differentiation, for training.
+            pub type DefaultAutodiffBackend = burn::backend::Autodiff<DefaultBackend>;
+            /// The default device of [`DefaultBackend`].
+            pub fn default_device() -> burn::tensor::Device<DefaultBackend> {
+                Default::default()
+            }
         }
         select_backend!(@chain [$($off)* $feature] $($rest)*);
     };
-    (@chain [$($off:literal)*]) => {};
+    (@chain [$($off:literal)*]) => {
+        #[cfg(not(any($(feature = $off),*)))]
+        mod selected {}
+    };
     ($($list:tt)*) => { select_backend!(@chain [] $($list)*); };
 }
 
@@ -37,43 +47,7 @@ select_backend!(
     "ndarray" => burn::backend::NdArray,
 );
 
-#[cfg(any(
-    feature = "cuda",
-    feature = "rocm",
-    feature = "metal",
-    feature = "vulkan",
-    feature = "wgpu",
-    feature = "cpu",
-    feature = "candle",
-    feature = "tch",
-    feature = "flex",
-    feature = "ndarray"
-))]
-mod aliases {
-    pub use super::selected::{BACKEND_NAME, DefaultBackend};
-
-    /// [`DefaultBackend`] with automatic differentiation, for training.
-    pub type DefaultAutodiffBackend = burn::backend::Autodiff<DefaultBackend>;
-
-    /// The default device of [`DefaultBackend`].
-    pub fn default_device() -> burn::tensor::Device<DefaultBackend> {
-        Default::default()
-    }
-}
-
-#[cfg(any(
-    feature = "cuda",
-    feature = "rocm",
-    feature = "metal",
-    feature = "vulkan",
-    feature = "wgpu",
-    feature = "cpu",
-    feature = "candle",
-    feature = "tch",
-    feature = "flex",
-    feature = "ndarray"
-))]
-pub use aliases::*;
+pub use selected::*;
 
 /// Names of the backends the examples' `--backend` flag takes in this build.
 pub const COMPILED_BACKENDS: &[&str] = &[

@@ -37,7 +37,7 @@ pub use pointwise::{
     fallback_x_backward as fallback_pointwise_x_backward, pointwise_conv2d,
 };
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
 
@@ -218,6 +218,20 @@ pub trait DepthwiseBackend: Backend + NormActBackend + PointwiseBackend {
     fn depthwise_conv2d_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
         fallback::bias_backward::<Self>(output_grad)
     }
+}
+
+/// The bound for training generic code: an autodiff backend over a [`DepthwiseBackend`],
+/// itself one (`Autodiff<B>` for any `B: DepthwiseBackend`). Implemented for every such
+/// backend; `B: AutodiffDepthwiseBackend` stands for `B: AutodiffBackend + DepthwiseBackend,
+/// B::InnerBackend: DepthwiseBackend`, which a module's `AutodiffModule` impl needs.
+pub trait AutodiffDepthwiseBackend:
+    AutodiffBackend<InnerBackend: DepthwiseBackend> + DepthwiseBackend
+{
+}
+
+impl<B> AutodiffDepthwiseBackend for B where
+    B: AutodiffBackend<InnerBackend: DepthwiseBackend> + DepthwiseBackend
+{
 }
 
 /// Depthwise 2-D convolution: the one entry point the modules use.

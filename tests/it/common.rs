@@ -100,7 +100,8 @@ pub type WgpuFusion = burn_fusion::Fusion<WgpuDirect>;
 
 /// Runs one generic test body, `fn name<B: DepthwiseBackend>(backend: &str)`, as one test
 /// per backend this build has: `name::ndarray`, `name::flex`, `name::wgpu` (no fusion),
-/// `name::wgpu_fusion`, `name::candle`.
+/// `name::wgpu_fusion`, `name::candle`, `name::router` (over Flex and NdArray, on the
+/// first), `name::dispatch` (on its default device).
 macro_rules! test_on_every_backend {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
@@ -133,6 +134,18 @@ macro_rules! test_on_every_backend {
             #[allow(deprecated)]
             fn candle() {
                 super::$name::<burn::backend::Candle>("candle")
+            }
+
+            #[cfg(all(feature = "router", feature = "flex"))]
+            #[test]
+            fn router() {
+                super::$name::<burn::backend::Router<(burn::backend::Flex, burn::backend::NdArray)>>("router")
+            }
+
+            #[cfg(feature = "dispatch")]
+            #[test]
+            fn dispatch() {
+                super::$name::<burn::backend::Dispatch>("dispatch")
             }
         }
     )+};

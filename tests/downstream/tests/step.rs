@@ -7,7 +7,10 @@ fn check(step: dwconv_downstream::Step) {
     assert_eq!(step.logits, [4, 5]);
     let (before, after) = (step.loss_before, step.loss_after);
     assert!(before.is_finite() && before > 0.0, "loss {before}");
-    assert!(after.is_finite() && after != before, "loss {before} -> {after} after the step");
+    assert!(
+        after.is_finite() && after != before,
+        "loss {before} -> {after} after the step"
+    );
 }
 
 #[test]
