@@ -59,6 +59,28 @@ pub fn bias_backward<B: Backend>(output_grad: FloatTensor<B>) -> FloatTensor<B> 
     B::float_reshape(summed, Shape::new([out_channels]))
 }
 
+/// [`x_backward`], except where a stride is wider than the dilated kernel: there the
+/// gradient is that of the same conv at stride 1 fed the spread output gradient
+/// ([`spread_to_unit_stride`]). Burn 0.21's CubeCL data-gradient kernel returns wrong zeros
+/// for such geometries (the reference sweep catches it); backends that may run on CubeCL
+/// (its own family, the router, Dispatch) take this path.
+pub fn x_backward_spreading_wide_strides<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    let [_, _, in_h, in_w] = primitive_dims::<B>(&x);
+    let [_, _, kh, kw] = primitive_dims::<B>(&weight);
+    let wide = [0, 1].map(|d| options.stride[d] > options.dilation[d] * ([kh, kw][d] - 1) + 1);
+    if !wide.contains(&true) {
+        return x_backward::<B>(x, weight, output_grad, options);
+    }
+    let g = spread_to_unit_stride::<B>(output_grad, [in_h, in_w], [kh, kw], options);
+    let unit_stride = DepthwiseOptions::new([1, 1], options.padding, options.dilation);
+    x_backward::<B>(x, weight, g, unit_stride)
+}
+
 /// Input gradient through a forward (grouped) correlation only, for backends without a
 /// grouped transposed convolution (Candle): the output gradient spread to stride 1, padded
 /// by `dilation * (k - 1) - padding` on each side (cropped where that is negative), and

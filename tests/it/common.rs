@@ -145,7 +145,7 @@ macro_rules! test_on_every_backend {
             #[cfg(feature = "dispatch")]
             #[test]
             fn dispatch() {
-                super::$name::<burn::backend::Dispatch>("dispatch")
+                super::$name::<burn::Dispatch>("dispatch")
             }
         }
     )+};

@@ -40,18 +40,6 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DepthwiseB
         output_grad: FloatTensor<Self>,
         options: DepthwiseOptions,
     ) -> FloatTensor<Self> {
-        let [_, _, in_h, in_w] = primitive_dims::<Self>(&x);
-        let [_, _, kh, kw] = primitive_dims::<Self>(&weight);
-        let span = [
-            options.dilation[0] * (kh - 1) + 1,
-            options.dilation[1] * (kw - 1) + 1,
-        ];
-        if options.stride[0] <= span[0] && options.stride[1] <= span[1] {
-            return fallback::x_backward::<Self>(x, weight, output_grad, options);
-        }
-        let g =
-            fallback::spread_to_unit_stride::<Self>(output_grad, [in_h, in_w], [kh, kw], options);
-        let unit_stride = DepthwiseOptions::new([1, 1], options.padding, options.dilation);
-        fallback::x_backward::<Self>(x, weight, g, unit_stride)
+        fallback::x_backward_spreading_wide_strides::<Self>(x, weight, output_grad, options)
     }
 }

@@ -1,5 +1,7 @@
 //! Backends that run the ops through Burn's own ops (the traits' default methods): correct
-//! everywhere, without a kernel of this crate's.
+//! everywhere, without a kernel of this crate's. The router and Dispatch may run on a
+//! CubeCL device, so their depthwise input gradient avoids the CubeCL bug as the CubeCL
+//! family does.
 //!
 //! Candle has no grouped transposed convolution, which Burn's default depthwise input
 //! gradient uses, and its convolution fails on the strided kernels of Burn's generic
@@ -54,22 +56,46 @@ mod tch {
 
 #[cfg(feature = "router")]
 mod router {
+    use burn::tensor::ops::FloatTensor;
     use burn_router::{BackendRouter, RunnerChannel};
 
-    use crate::kernels::{DepthwiseBackend, NormActBackend, PointwiseBackend};
+    use crate::kernels::{
+        DepthwiseBackend, DepthwiseOptions, NormActBackend, PointwiseBackend, fallback,
+    };
 
-    impl<R: RunnerChannel> DepthwiseBackend for BackendRouter<R> {}
+    impl<R: RunnerChannel> DepthwiseBackend for BackendRouter<R> {
+        fn depthwise_conv2d_x_backward(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            output_grad: FloatTensor<Self>,
+            options: DepthwiseOptions,
+        ) -> FloatTensor<Self> {
+            fallback::x_backward_spreading_wide_strides::<Self>(x, weight, output_grad, options)
+        }
+    }
     impl<R: RunnerChannel> PointwiseBackend for BackendRouter<R> {}
     impl<R: RunnerChannel> NormActBackend for BackendRouter<R> {}
 }
 
 #[cfg(feature = "dispatch")]
 mod dispatch {
+    use burn::tensor::ops::FloatTensor;
     use burn_dispatch::Dispatch;
 
-    use crate::kernels::{DepthwiseBackend, NormActBackend, PointwiseBackend};
+    use crate::kernels::{
+        DepthwiseBackend, DepthwiseOptions, NormActBackend, PointwiseBackend, fallback,
+    };
 
-    impl DepthwiseBackend for Dispatch {}
+    impl DepthwiseBackend for Dispatch {
+        fn depthwise_conv2d_x_backward(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            output_grad: FloatTensor<Self>,
+            options: DepthwiseOptions,
+        ) -> FloatTensor<Self> {
+            fallback::x_backward_spreading_wide_strides::<Self>(x, weight, output_grad, options)
+        }
+    }
     impl PointwiseBackend for Dispatch {}
     impl NormActBackend for Dispatch {}
 }
