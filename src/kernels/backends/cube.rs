@@ -16,7 +16,7 @@ use burn::tensor::ops::FloatTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
 use crate::kernels::{
-    DepthwiseBackend, DepthwiseOptions, NormActBackend, PointwiseBackend, fallback, primitive_dims,
+    DepthwiseBackend, DepthwiseOptions, NormActBackend, PointwiseBackend, fallback,
 };
 
 /// Pointwise conv through the default (Burn `matmul`) implementations.
