@@ -4,10 +4,11 @@
 //! family does.
 //!
 //! Candle has no grouped transposed convolution, which Burn's default depthwise input
-//! gradient uses, and its convolution fails on the strided kernels of Burn's generic
-//! weight gradient at some shapes (an index out of range in its matmul), so it takes both
-//! gradients as forward correlations instead. Its convolutions refuse different options
-//! along height and width, which MobileNets never use.
+//! gradient uses, and Burn's generic weight gradient (a conv over dim-swapped views) makes
+//! Candle's matmul index out of range at some shapes (seen in a MobileNetV3-Small training
+//! step), so Candle takes both gradients as forward grouped correlations instead. Its
+//! convolutions refuse different options along height and width (Burn's Candle backend
+//! panics saying so); MobileNets never use them.
 
 // Burn 0.21 deprecates burn-candle; it still is one of its backends.
 #[cfg(feature = "candle")]
