@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use dwconv::backend::{BACKEND_NAME, COMPILED_BACKENDS};
+use dwconv::backend::{BACKEND_NAME, COMPILED_BACKENDS, DefaultAutodiffBackend, default_device};
 use dwconv::data::FolderDataset;
 use dwconv::models::{Architecture, MobileNetConfig};
 use dwconv::train::{DataSource, OptimizerKind, RunOptions, TrainReport, TrainingConfig, files};
@@ -99,23 +99,24 @@ struct Args {
     /// No progress bars or per-epoch lines.
     #[arg(long)]
     quiet: bool,
-    /// Backend, among those this build has (cargo features); default: the feature-selected
-    /// one (wgpu > flex > ndarray).
+    /// Backend, among those this build has (cargo features): ndarray, flex, wgpu, or the
+    /// feature-selected one (`dwconv::backend::DefaultBackend`, the default).
     #[arg(long, default_value = BACKEND_NAME, value_parser = compiled_backend)]
     backend: String,
 }
 
 fn compiled_backend(s: &str) -> Result<String, String> {
-    if COMPILED_BACKENDS.contains(&s) {
+    if s == BACKEND_NAME || COMPILED_BACKENDS.contains(&s) {
         Ok(s.to_string())
     } else {
         Err(format!(
-            "'{s}' is not in this build; it has {COMPILED_BACKENDS:?} (cargo features select them)"
+            "'{s}' is not in this build; it has {COMPILED_BACKENDS:?} and {BACKEND_NAME} \
+             (cargo features select them)"
         ))
     }
 }
 
-/// Trains on the backend named `backend` (one of [`COMPILED_BACKENDS`]).
+/// Trains on the backend named `backend` (one of [`COMPILED_BACKENDS`] or [`BACKEND_NAME`]).
 fn train_on(
     backend: &str,
     config: &TrainingConfig,
@@ -130,7 +131,8 @@ fn train_on(
         "flex" => run::<Autodiff<burn::backend::Flex>>(config, options, &Default::default()),
         #[cfg(feature = "wgpu")]
         "wgpu" => run::<Autodiff<burn::backend::Wgpu>>(config, options, &Default::default()),
-        other => unreachable!("--backend {other} passed the parser"),
+        // The feature-selected backend (cuda, candle, ...): the parser let nothing else by.
+        _ => run::<DefaultAutodiffBackend>(config, options, &default_device()),
     }
 }
 
