@@ -6,7 +6,7 @@
 //! | [`host`] | `NdArray<E, I, Q>`, `Flex` | the CPU kernels on `f32`; other dtypes take the fallback |
 //! | [`cube`] | `CubeBackend<R, F, I, BT>`, every CubeCL runtime | Burn's ops (the trait defaults), one CubeCL bug worked around |
 //! | [`fusion`] | `Fusion<B>` for any `B: FusionBackend` | one custom stream operation calling `B`'s op |
-//! | [`others`] | `Candle`, `LibTorch`, `BackendRouter`, `Dispatch` | Burn's ops (the trait defaults) |
+//! | [`others`] | `Candle`, `LibTorch`, `BackendRouter`, `Dispatch` | Burn's ops; Candle's depthwise gradients and the router's and Dispatch's input gradient as forward convs |
 //!
 //! Adding an op is its trait method with a default built on Burn's ops, its CPU kernel in
 //! [`cpu`](super::cpu) forwarded in [`host`], its node in [`autodiff`], and one forwarding
