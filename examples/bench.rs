@@ -1,13 +1,17 @@
 //! Depthwise conv benchmark: the crate's op against Burn's stock grouped `conv2d` on the
 //! same backend, forward and forward + backward (input, weight and bias gradients), on the
 //! MobileNet layer shapes; and end to end, a MobileNetV2 (width 1.0, 10 classes, 32×32,
-//! batch 64) training step (forward, backward, SGD step) and inference. Prints a table, or
-//! JSON with `--json` (the schema `scripts/bench_torch.py` prints too).
+//! batch 64 by default) training step (forward, backward, SGD step) and inference. Prints a
+//! table, or JSON with `--json` (the schema `scripts/bench_torch.py` prints too). The
+//! backend is the crate's feature-selected `DefaultBackend`.
 //!
 //! ```text
 //! MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 \
 //!   cargo run --release --example bench -- --repeats 5
 //! cargo run --release --no-default-features --features flex --example bench -- --json
+//! # GPU-sized workload (scripts/gpu_check.sh):
+//! cargo run --release --no-default-features --features cuda --example bench -- \
+//!   --layer-batch 256 --e2e-size 224 --e2e-batch 64,128
 //! ```
 
 use std::time::Instant;
@@ -44,16 +48,26 @@ struct Args {
     /// Skip the end-to-end MobileNetV2 case.
     #[arg(long)]
     skip_end_to_end: bool,
+    /// Batch size of the layer table (the MobileNet layer shapes keep their channels and
+    /// maps; 64 is the CPU table, GPUs take more).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    layer_batch: u32,
+    /// Image size of the end-to-end case (32 on CPU; 224 is ImageNet's).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(32..))]
+    e2e_size: u32,
+    /// Batch sizes of the end-to-end case, comma-separated (one case each).
+    #[arg(long, value_delimiter = ',', default_value = "64", value_parser = clap::value_parser!(u32).range(1..))]
+    e2e_batch: Vec<u32>,
 }
 
-/// One layer: `[N, C, H, W]`, kernel, stride, padding.
-const LAYERS: [([usize; 4], usize, usize, usize); 6] = [
-    ([64, 96, 32, 32], 3, 1, 1),
-    ([64, 144, 32, 32], 3, 1, 1),
-    ([64, 384, 8, 8], 3, 1, 1),
-    ([64, 960, 4, 4], 3, 1, 1),
-    ([64, 144, 32, 32], 3, 2, 1),
-    ([64, 240, 8, 8], 5, 1, 2),
+/// One layer: `[C, H, W]` (the batch is `--layer-batch`), kernel, stride, padding.
+const LAYERS: [([usize; 3], usize, usize, usize); 6] = [
+    ([96, 32, 32], 3, 1, 1),
+    ([144, 32, 32], 3, 1, 1),
+    ([384, 8, 8], 3, 1, 1),
+    ([960, 4, 4], 3, 1, 1),
+    ([144, 32, 32], 3, 2, 1),
+    ([240, 8, 8], 5, 1, 2),
 ];
 
 /// One layer timing of one implementation.
@@ -88,8 +102,6 @@ struct Report {
     layers: Vec<Row>,
 }
 
-const E2E_BATCH: usize = 64;
-const E2E_SIZE: usize = 32;
 const E2E_CLASSES: usize = 10;
 
 /// Peak resident set size of this process in MB, from `/proc/self/status` (0 elsewhere).
@@ -119,8 +131,8 @@ fn median_ms(repeats: u32, mut f: impl FnMut()) -> f64 {
 }
 
 /// MobileNetV2 (torchvision layout), a training step with SGD (momentum 0.9) and
-/// inference, as `scripts/bench_torch.py` runs it.
-fn end_to_end(repeats: u32) -> EndToEnd {
+/// inference on `batch` random `size`×`size` images, as `scripts/bench_torch.py` runs it.
+fn end_to_end(repeats: u32, size: usize, batch: usize) -> EndToEnd {
     type Train = Autodiff<DefaultBackend>;
     let device = default_device();
     let config = MobileNetConfig::v2(E2E_CLASSES);
@@ -132,10 +144,10 @@ fn end_to_end(repeats: u32) -> EndToEnd {
             nesterov: false,
         }))
         .init::<Train, MobileNet<Train>>();
-    let shape = [E2E_BATCH, 3, E2E_SIZE, E2E_SIZE];
+    let shape = [batch, 3, size, size];
     let images = Tensor::<Train, 4>::random(shape, Distribution::Default, &device);
-    let labels: Vec<i64> = (0..E2E_BATCH).map(|i| (i % E2E_CLASSES) as i64).collect();
-    let labels = Tensor::<Train, 1, Int>::from_data(TensorData::new(labels, [E2E_BATCH]), &device);
+    let labels: Vec<i64> = (0..batch).map(|i| (i % E2E_CLASSES) as i64).collect();
+    let labels = Tensor::<Train, 1, Int>::from_data(TensorData::new(labels, [batch]), &device);
     let loss_fn = CrossEntropyLossConfig::new().init();
     let train_ms = median_ms(repeats, || {
         let net = model.take().expect("model");
@@ -156,14 +168,12 @@ fn end_to_end(repeats: u32) -> EndToEnd {
         let _ = net.forward(images.clone()).sum().into_scalar();
     });
     EndToEnd {
-        model: format!(
-            "mobilenet_v2 w1.0 {E2E_CLASSES} classes {E2E_SIZE}x{E2E_SIZE} batch {E2E_BATCH}"
-        ),
+        model: format!("mobilenet_v2 w1.0 {E2E_CLASSES} classes {size}x{size} batch {batch}"),
         implementation: format!("dwconv-{BACKEND_NAME}"),
         train_ms,
-        train_images_per_s: E2E_BATCH as f64 / train_ms * 1e3,
+        train_images_per_s: batch as f64 / train_ms * 1e3,
         infer_ms,
-        infer_images_per_s: E2E_BATCH as f64 / infer_ms * 1e3,
+        infer_images_per_s: batch as f64 / infer_ms * 1e3,
         peak_rss_mb: peak_rss_mb(),
     }
 }
@@ -206,7 +216,10 @@ fn main() {
     let end_to_end = if args.skip_end_to_end {
         Vec::new()
     } else {
-        vec![end_to_end(args.repeats)]
+        args.e2e_batch
+            .iter()
+            .map(|&batch| end_to_end(args.repeats, args.e2e_size as usize, batch as usize))
+            .collect()
     };
     let mut rows = Vec::new();
     let layers = if args.skip_layers {
@@ -214,8 +227,9 @@ fn main() {
     } else {
         &LAYERS[..]
     };
-    for &(shape, k, stride, pad) in layers {
-        let [n, c, h, w] = shape;
+    for &([c, h, w], k, stride, pad) in layers {
+        let n = args.layer_batch as usize;
+        let shape = [n, c, h, w];
         let options = DepthwiseOptions::new([stride; 2], [pad; 2], [1, 1]);
         let [oh, ow] = options.output_size([h, w], [k, k]).expect("valid layer");
         let rand = |s: [usize; 4]| {

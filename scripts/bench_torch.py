@@ -5,10 +5,16 @@
     python3 scripts/bench_torch.py --repeats 5 --json > torch.json
     python3 scripts/compare_bench.py ours.json torch.json
 
-CPU only, 2 threads (--threads), OMP_WAIT_POLICY=ACTIVE (set here before torch loads, as
-it must be). Every layer and the end-to-end case run in NCHW and in channels_last; both
-rows are reported (implementations "pytorch-nchw" and "pytorch-channels-last"), and the
-comparison takes the faster one.
+CPU by default, 2 threads (--threads), OMP_WAIT_POLICY=ACTIVE (set here before torch
+loads, as it must be); --device cuda runs on the GPU (cuDNN, `cudnn.benchmark` on, each
+timing ends with `torch.cuda.synchronize()`). Every layer and the end-to-end case run in
+NCHW and in channels_last; both rows are reported (implementations "pytorch-nchw" and
+"pytorch-channels-last"), and the comparison takes the faster one. --layer-batch,
+--e2e-size and --e2e-batch scale the workload as examples/bench.rs's flags of the same
+names do:
+
+    python3 scripts/bench_torch.py --device cuda --layer-batch 256 --e2e-size 224 \
+        --e2e-batch 64,128 --json > torch_cuda.json
 """
 
 import argparse
@@ -25,28 +31,34 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
 
-# [N, C, H, W], kernel, stride, padding: the table of examples/bench.rs.
+# [C, H, W], kernel, stride, padding: the table of examples/bench.rs (batch: --layer-batch).
 LAYERS = [
-    ([64, 96, 32, 32], 3, 1, 1),
-    ([64, 144, 32, 32], 3, 1, 1),
-    ([64, 384, 8, 8], 3, 1, 1),
-    ([64, 960, 4, 4], 3, 1, 1),
-    ([64, 144, 32, 32], 3, 2, 1),
-    ([64, 240, 8, 8], 5, 1, 2),
+    ([96, 32, 32], 3, 1, 1),
+    ([144, 32, 32], 3, 1, 1),
+    ([384, 8, 8], 3, 1, 1),
+    ([960, 4, 4], 3, 1, 1),
+    ([144, 32, 32], 3, 2, 1),
+    ([240, 8, 8], 5, 1, 2),
 ]
-E2E_BATCH = 64
-E2E_SIZE = 32
 E2E_CLASSES = 10
+DEVICE = torch.device("cpu")
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 FORMATS = [("pytorch-nchw", torch.contiguous_format),
            ("pytorch-channels-last", torch.channels_last)]
 
 
 def median_ms(repeats, f):
     f()  # warm-up
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         f()
+        sync()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 
@@ -56,17 +68,18 @@ def layer_label(shape, k, stride):
     return f"{k}x{k} s{stride} [{n},{c},{h},{w}]"
 
 
-def bench_layers(repeats):
+def bench_layers(repeats, batch):
     rows = []
-    for shape, k, stride, pad in LAYERS:
-        n, c, h, w = shape
+    for (c, h, w), k, stride, pad in LAYERS:
+        shape = [batch, c, h, w]
         for name, fmt in FORMATS:
-            x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_(True)
-            weight = torch.randn(c, 1, k, k).contiguous(memory_format=fmt).requires_grad_(True)
-            bias = torch.zeros(c, requires_grad=True)
+            x = torch.randn(shape, device=DEVICE).contiguous(memory_format=fmt).requires_grad_(True)
+            weight = torch.randn(c, 1, k, k, device=DEVICE).contiguous(memory_format=fmt)
+            weight.requires_grad_(True)
+            bias = torch.zeros(c, device=DEVICE, requires_grad=True)
             with torch.no_grad():
                 out_shape = F.conv2d(x, weight, bias, stride, pad, 1, c).shape
-            grad = torch.randn(out_shape).contiguous(memory_format=fmt)
+            grad = torch.randn(out_shape, device=DEVICE).contiguous(memory_format=fmt)
 
             def forward():
                 with torch.no_grad():
@@ -90,14 +103,15 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_end_to_end(repeats):
+def bench_end_to_end(repeats, size, batch):
     rows = []
     for name, fmt in FORMATS:
         torch.manual_seed(0)
-        model = torchvision.models.mobilenet_v2(num_classes=E2E_CLASSES).to(memory_format=fmt)
+        model = torchvision.models.mobilenet_v2(num_classes=E2E_CLASSES)
+        model = model.to(DEVICE).to(memory_format=fmt)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        images = torch.randn(E2E_BATCH, 3, E2E_SIZE, E2E_SIZE).contiguous(memory_format=fmt)
-        labels = torch.randint(0, E2E_CLASSES, (E2E_BATCH,))
+        images = torch.randn(batch, 3, size, size, device=DEVICE).contiguous(memory_format=fmt)
+        labels = torch.randint(0, E2E_CLASSES, (batch,), device=DEVICE)
 
         def train_step():
             optimizer.zero_grad(set_to_none=True)
@@ -114,12 +128,12 @@ def bench_end_to_end(repeats):
         model.eval()
         infer_ms = median_ms(repeats, infer)
         rows.append({
-            "model": f"mobilenet_v2 w1.0 {E2E_CLASSES} classes {E2E_SIZE}x{E2E_SIZE} batch {E2E_BATCH}",
+            "model": f"mobilenet_v2 w1.0 {E2E_CLASSES} classes {size}x{size} batch {batch}",
             "implementation": name,
             "train_ms": train_ms,
-            "train_images_per_s": E2E_BATCH / train_ms * 1e3,
+            "train_images_per_s": batch / train_ms * 1e3,
             "infer_ms": infer_ms,
-            "infer_images_per_s": E2E_BATCH / infer_ms * 1e3,
+            "infer_images_per_s": batch / infer_ms * 1e3,
             # ru_maxrss is the process peak: both formats and the layers so far count.
             "peak_rss_mb": peak_rss_mb(),
         })
@@ -127,22 +141,36 @@ def bench_end_to_end(repeats):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="PyTorch depthwise / MobileNetV2 CPU benchmark")
+    global DEVICE
+    parser = argparse.ArgumentParser(description="PyTorch depthwise / MobileNetV2 benchmark")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--layer-batch", type=int, default=64)
+    parser.add_argument("--e2e-size", type=int, default=32)
+    parser.add_argument("--e2e-batch", default="64",
+                        help="comma-separated batch sizes, one end-to-end case each")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--skip-layers", action="store_true")
     parser.add_argument("--skip-end-to-end", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    batches = [int(b) for b in args.e2e_batch.split(",")]
+    end_to_end = [] if args.skip_end_to_end else [
+        row for batch in batches for row in bench_end_to_end(args.repeats, args.e2e_size, batch)
+    ]
+    device_name = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu"
     report = {
         "tool": "scripts/bench_torch.py",
-        "backend": f"pytorch {torch.__version__} cpu",
+        "backend": f"pytorch {torch.__version__} {device_name}",
         "threads": torch.get_num_threads(),
         "repeats": args.repeats,
         # Measured first, so that the peak memory is the network's, not the layers'.
-        "end_to_end": [] if args.skip_end_to_end else bench_end_to_end(args.repeats),
-        "layers": [] if args.skip_layers else bench_layers(args.repeats),
+        "end_to_end": end_to_end,
+        "layers": [] if args.skip_layers else bench_layers(args.repeats, args.layer_batch),
     }
     if args.json:
         json.dump(report, sys.stdout, indent=2)

@@ -225,6 +225,23 @@ fn cases_cover_the_required_space() {
         "stride larger than the kernel"
     );
     assert!(all.iter().any(|c| c.input[3] >= 32), "wide map");
+    // The CubeCL kernels give each unit a row tile of up to 16 columns: rows of several
+    // tiles, the last one partial, in the output (forward, weight gradient) and the input
+    // (input gradient).
+    let out_w = |c: &Case| {
+        c.options
+            .output_size([c.input[2], c.input[3]], [c.weight[2], c.weight[3]])
+            .expect("valid case")[1]
+    };
+    assert!(
+        all.iter().any(|c| out_w(c) > 16 && out_w(c) % 16 != 0),
+        "output rows of several GPU tiles"
+    );
+    assert!(
+        all.iter()
+            .any(|c| c.input[3] > 16 && c.input[3] % 16 != 0 && c.options.stride[1] > 1),
+        "input rows of several GPU tiles, strided"
+    );
     for k in [1, 3, 5, 7] {
         assert!(all.iter().any(|c| c.weight[2] == k), "kernel {k}");
     }

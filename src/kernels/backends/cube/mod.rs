@@ -26,7 +26,7 @@ use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElemen
 use crate::kernels::{
     DepthwiseBackend, DepthwiseOptions, NormActBackend, PointwiseBackend, fallback,
 };
-use kernels::{Geometry, REDUCE_CUBE_SIZE};
+use kernels::{Geometry, XGradColumns};
 
 /// Pointwise conv through the default (Burn `matmul`) implementations.
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> PointwiseBackend
@@ -100,15 +100,39 @@ fn all_f32<R: CubeRuntime, const N: usize>(tensors: [Option<&CubeTensor<R>>; N])
     tensors.iter().flatten().all(|t| t.dtype == DType::F32)
 }
 
-/// The kernels' compile-time geometry for a weight of shape `[C·m, 1, kh, kw]` over `channels`
-/// input channels.
-fn geometry(weight_shape: &Shape, channels: usize, options: DepthwiseOptions) -> Geometry {
+/// Columns per unit of the input gradient: up to 16, a multiple of the stride (tiles start
+/// on strides).
+fn tile_width(width: usize, multiple_of: usize) -> usize {
+    width.clamp(1, 16).div_ceil(multiple_of) * multiple_of
+}
+
+/// Columns per unit of the forward and weight gradient: as many as 16 whose shared input span
+/// (loaded once into registers) stays within 18 values; fewer on narrower maps.
+fn tile_width_spanning(width: usize, kernel_w: usize, options: DepthwiseOptions) -> usize {
+    let reach = (kernel_w - 1) * options.dilation[1] + 1;
+    let fitting = if reach >= 18 {
+        1
+    } else {
+        (18 - reach) / options.stride[1] + 1
+    };
+    width.clamp(1, 16).min(fitting)
+}
+
+/// The kernels' compile-time geometry for a weight of shape `[C·m, 1, kh, kw]` over
+/// `channels` input channels, with `tile` columns per unit.
+fn geometry(
+    weight_shape: &Shape,
+    channels: usize,
+    options: DepthwiseOptions,
+    tile: usize,
+) -> Geometry {
     Geometry {
         kernel: [weight_shape[2], weight_shape[3]],
         stride: options.stride,
         padding: options.padding,
         dilation: options.dilation,
         multiplier: weight_shape[0] / channels,
+        tile,
     }
 }
 
@@ -118,33 +142,22 @@ fn empty_like_device<R: CubeRuntime>(like: &CubeTensor<R>, shape: Shape) -> Cube
     empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, DType::F32)
 }
 
-/// Launch size for one unit per element of `output`.
-fn elementwise_launch<R: CubeRuntime>(output: &CubeTensor<R>) -> (CubeCount, CubeDim) {
-    let units = output.shape().num_elements();
-    let cube_dim = CubeDim::new(&output.client, units);
-    let cube_count = calculate_cube_count_elemwise(&output.client, units, cube_dim);
-    (cube_count, cube_dim)
-}
-
-/// Launch size for `cubes` reduction cubes (the kernels read their linear `CUBE_POS` and
-/// stop past `cubes`, so a count spread over several axes is fine).
-fn reduction_launch<R: CubeRuntime>(
-    client: &ComputeClient<R>,
-    cubes: usize,
-) -> (CubeCount, CubeDim) {
-    let cube_dim = CubeDim::new_1d(REDUCE_CUBE_SIZE);
-    let units = cubes * REDUCE_CUBE_SIZE as usize;
+/// Launch size for `units` units.
+fn launch_size<R: CubeRuntime>(client: &ComputeClient<R>, units: usize) -> (CubeCount, CubeDim) {
+    let cube_dim = CubeDim::new(client, units);
     (
         calculate_cube_count_elemwise(client, units, cube_dim),
         cube_dim,
     )
 }
 
-/// Positions of the batch × output grid each reduction cube sums: 16 per unit, so that
-/// large layers spread over many cubes and small ones over one per tap.
-fn reduction_chunks(positions: usize) -> (usize, usize) {
-    let chunk_len = 16 * REDUCE_CUBE_SIZE as usize;
-    (chunk_len, positions.div_ceil(chunk_len).max(1))
+/// Units per output channel of the gradient reductions, for `tiles` row tiles per channel:
+/// at least 4 tiles each, and enough units over all `out_channels` (~64k) to fill a GPU.
+fn reduction_units(tiles: usize, out_channels: usize) -> usize {
+    tiles
+        .div_ceil(4)
+        .min((65_536 / out_channels).max(64))
+        .max(1)
 }
 
 fn forward<R: CubeRuntime>(
@@ -158,15 +171,18 @@ fn forward<R: CubeRuntime>(
     let [out_h, out_w] = options
         .output_size([h, w], [kh, kw])
         .expect("shapes checked by depthwise_conv2d");
-    let geometry = geometry(&weight.shape(), channels, options);
+    let tile = tile_width_spanning(out_w, kw, options);
+    let geometry = geometry(&weight.shape(), channels, options, tile);
     let output = empty_like_device(&x, Shape::new([n, out_channels, out_h, out_w]));
-    let (cube_count, cube_dim) = elementwise_launch(&output);
+    let tiles_w = out_w.div_ceil(tile);
+    let units = n * out_channels * out_h * tiles_w;
+    let (cube_count, cube_dim) = launch_size(&output.client, units);
     let has_bias = bias.is_some();
     // Without a bias the kernel never reads its bias argument; the weight stands in.
     let bias = bias.unwrap_or_else(|| weight.clone());
-    // SAFETY: every index the kernel reads is derived from the tensors' own shapes and
-    // strides and checked against them (padding taps are skipped), and each unit writes
-    // only its own output element, guarded by `output.len()`.
+    // SAFETY: the kernel reads inputs only at positions inside their shapes (padding taps
+    // are skipped, not read) and each unit writes its own tile of the output, columns
+    // checked against the width.
     unsafe {
         kernels::forward_kernel::launch_unchecked::<f32, R>(
             &output.client,
@@ -176,7 +192,8 @@ fn forward<R: CubeRuntime>(
             into_contiguous(weight).into_tensor_arg(),
             into_contiguous(bias).into_tensor_arg(),
             output.clone().into_tensor_arg(),
-            out_w,
+            units,
+            tiles_w,
             out_h,
             out_channels,
             geometry,
@@ -192,12 +209,16 @@ fn x_backward<R: CubeRuntime>(
     output_grad: CubeTensor<R>,
     options: DepthwiseOptions,
 ) -> CubeTensor<R> {
-    let [_, channels, in_h, in_w] = x_shape.dims::<4>();
-    let geometry = geometry(&weight.shape(), channels, options);
+    let [n, channels, in_h, in_w] = x_shape.dims::<4>();
+    let tile = tile_width(in_w, options.stride[1]);
+    let geometry = geometry(&weight.shape(), channels, options, tile);
+    let columns = XGradColumns::new(&geometry);
     let x_grad = empty_like_device(&output_grad, x_shape);
-    let (cube_count, cube_dim) = elementwise_launch(&x_grad);
-    // SAFETY: as in `forward`: indices come from the tensors' shapes and strides, output
-    // positions are bounds-checked by the kernel, each unit writes its own element.
+    let tiles_w = in_w.div_ceil(tile);
+    let units = n * channels * in_h * tiles_w;
+    let (cube_count, cube_dim) = launch_size(&x_grad.client, units);
+    // SAFETY: as in `forward`: reads are checked against the output gradient's shape, each
+    // unit writes its own tile of the input gradient.
     unsafe {
         kernels::x_backward_kernel::launch_unchecked::<f32, R>(
             &x_grad.client,
@@ -206,16 +227,18 @@ fn x_backward<R: CubeRuntime>(
             into_contiguous(weight).into_tensor_arg(),
             into_contiguous(output_grad).into_tensor_arg(),
             x_grad.clone().into_tensor_arg(),
-            in_w,
+            units,
+            tiles_w,
             in_h,
             channels,
             geometry,
+            columns,
         )
     };
     x_grad
 }
 
-/// Weight-gradient partial sums `[C·m·kh·kw, chunks]`.
+/// Weight-gradient partial sums `[C·m·kh·kw, units per channel]`.
 fn weight_backward_partial<R: CubeRuntime>(
     x: CubeTensor<R>,
     weight_shape: Shape,
@@ -224,13 +247,16 @@ fn weight_backward_partial<R: CubeRuntime>(
 ) -> CubeTensor<R> {
     let [out_channels, _, kh, kw] = weight_shape.dims::<4>();
     let [n, _, out_h, out_w] = output_grad.shape().dims::<4>();
-    let geometry = geometry(&weight_shape, x.shape()[1], options);
-    let (chunk_len, chunks) = reduction_chunks(n * out_h * out_w);
-    let rows = out_channels * kh * kw;
-    let partial = empty_like_device(&x, Shape::new([rows, chunks]));
-    let (cube_count, cube_dim) = reduction_launch(&partial.client, rows * chunks);
-    // SAFETY: cube `CUBE_POS < rows · chunks` writes `partial[CUBE_POS]` only; reads are
-    // bounds-checked against the input (padding) and the chunk's end.
+    let tile = tile_width_spanning(out_w, kw, options);
+    let geometry = geometry(&weight_shape, x.shape()[1], options, tile);
+    let tiles_w = out_w.div_ceil(tile);
+    let tiles = n * out_h * tiles_w;
+    let per_channel = reduction_units(tiles, out_channels);
+    let units = out_channels * per_channel;
+    let partial = empty_like_device(&x, Shape::new([out_channels * kh * kw, per_channel]));
+    let (cube_count, cube_dim) = launch_size(&partial.client, units);
+    // SAFETY: reads are checked against the input (padding) and the output width; unit
+    // `(o, u)` writes only `partial[o·kh·kw + tap, u]`.
     unsafe {
         kernels::weight_backward_kernel::launch_unchecked::<f32, R>(
             &partial.client,
@@ -239,22 +265,29 @@ fn weight_backward_partial<R: CubeRuntime>(
             into_contiguous(x).into_tensor_arg(),
             into_contiguous(output_grad).into_tensor_arg(),
             partial.clone().into_tensor_arg(),
-            out_w,
-            out_h * out_w,
-            chunk_len,
+            units,
+            tiles,
+            per_channel,
+            per_channel,
+            tiles_w,
+            out_h,
             geometry,
         )
     };
     partial
 }
 
-/// Bias-gradient partial sums `[C·m, chunks]`.
+/// Bias-gradient partial sums `[C·m, units per channel]`.
 fn bias_backward_partial<R: CubeRuntime>(output_grad: CubeTensor<R>) -> CubeTensor<R> {
+    const CHUNK: usize = 16;
     let [n, out_channels, out_h, out_w] = output_grad.shape().dims::<4>();
-    let (chunk_len, chunks) = reduction_chunks(n * out_h * out_w);
-    let partial = empty_like_device(&output_grad, Shape::new([out_channels, chunks]));
-    let (cube_count, cube_dim) = reduction_launch(&partial.client, out_channels * chunks);
-    // SAFETY: as in `weight_backward_partial`.
+    let chunks_per_plane = (out_h * out_w).div_ceil(CHUNK);
+    let chunks = n * chunks_per_plane;
+    let per_channel = reduction_units(chunks, out_channels);
+    let units = out_channels * per_channel;
+    let partial = empty_like_device(&output_grad, Shape::new([out_channels, per_channel]));
+    let (cube_count, cube_dim) = launch_size(&partial.client, units);
+    // SAFETY: reads are checked against the plane size; unit `(o, u)` writes `partial[o, u]`.
     unsafe {
         kernels::bias_backward_kernel::launch_unchecked::<f32, R>(
             &partial.client,
@@ -262,14 +295,18 @@ fn bias_backward_partial<R: CubeRuntime>(output_grad: CubeTensor<R>) -> CubeTens
             cube_dim,
             into_contiguous(output_grad).into_tensor_arg(),
             partial.clone().into_tensor_arg(),
-            out_h * out_w,
-            chunk_len,
+            units,
+            chunks,
+            per_channel,
+            per_channel,
+            chunks_per_plane,
+            CHUNK,
         )
     };
     partial
 }
 
-/// Adds a `[rows, chunks]` tensor of partial sums along its chunks: `[rows, 1]`.
+/// Adds a `[rows, units]` tensor of partial sums along its units: `[rows, 1]`.
 fn sum_chunks<B: FloatTensorOps<B> + burn::tensor::backend::Backend>(
     partial: FloatTensor<B>,
 ) -> FloatTensor<B> {
