@@ -3,15 +3,16 @@
 //! MobileNet layer shapes; and end to end, a MobileNetV2 (width 1.0, 10 classes, 32×32,
 //! batch 64 by default) training step (forward, backward, SGD step) and inference. Prints a
 //! table, or JSON with `--json` (the schema `scripts/bench_torch.py` prints too). The
-//! backend is the crate's feature-selected `DefaultBackend`.
+//! backend is the crate's feature-selected `DefaultBackend`, or `--backend` (ndarray, flex,
+//! wgpu where the build has them).
 //!
 //! ```text
 //! MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 \
 //!   cargo run --release --example bench -- --repeats 5
 //! cargo run --release --no-default-features --features flex --example bench -- --json
 //! # GPU-sized workload (scripts/gpu_check.sh):
-//! cargo run --release --no-default-features --features cuda --example bench -- \
-//!   --layer-batch 256 --e2e-size 224 --e2e-batch 64,128
+//! cargo run --release --no-default-features --features wgpu,fusion,cuda --example bench -- \
+//!   --layer-batch 256 --e2e-size 224 --e2e-batch 64,128 [--backend wgpu]
 //! ```
 
 use std::time::Instant;
@@ -24,7 +25,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::Parser;
-use dwconv::backend::{BACKEND_NAME, DefaultBackend, default_device};
+use dwconv::backend::{BACKEND_NAME, DefaultBackend, check_backend_name, default_device};
 use dwconv::kernels::{DepthwiseBackend, DepthwiseOptions, fallback};
 use dwconv::models::{MobileNet, MobileNetConfig};
 use dwconv::nn::CrossEntropyLossConfig;
@@ -55,6 +56,10 @@ struct Args {
     /// Image size of the end-to-end case (32 on CPU; 224 is ImageNet's).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(32..))]
     e2e_size: u32,
+    /// Backend, among those this build has (cargo features): ndarray, flex, wgpu, or the
+    /// feature-selected one (`dwconv::backend::DefaultBackend`, the default).
+    #[arg(long, default_value = BACKEND_NAME, value_parser = check_backend_name)]
+    backend: String,
     /// Batch sizes of the end-to-end case, comma-separated (one case each).
     #[arg(long, value_delimiter = ',', default_value = "64", value_parser = clap::value_parser!(u32).range(1..))]
     e2e_batch: Vec<u32>,
@@ -95,7 +100,7 @@ struct EndToEnd {
 #[derive(Serialize)]
 struct Report {
     tool: &'static str,
-    backend: &'static str,
+    backend: String,
     threads: usize,
     repeats: u32,
     end_to_end: Vec<EndToEnd>,
@@ -132,22 +137,28 @@ fn median_ms(repeats: u32, mut f: impl FnMut()) -> f64 {
 
 /// MobileNetV2 (torchvision layout), a training step with SGD (momentum 0.9) and
 /// inference on `batch` random `size`×`size` images, as `scripts/bench_torch.py` runs it.
-fn end_to_end(repeats: u32, size: usize, batch: usize) -> EndToEnd {
-    type Train = Autodiff<DefaultBackend>;
-    let device = default_device();
+fn end_to_end<B: DepthwiseBackend>(
+    name: &str,
+    device: &B::Device,
+    repeats: u32,
+    size: usize,
+    batch: usize,
+) -> EndToEnd {
+    let device = device.clone();
     let config = MobileNetConfig::v2(E2E_CLASSES);
-    let mut model = Some(config.init::<Train>(&device));
+    let mut model = Some(config.init::<Autodiff<B>>(&device));
     let mut optimizer = SgdConfig::new()
         .with_momentum(Some(MomentumConfig {
             momentum: 0.9,
             dampening: 0.0,
             nesterov: false,
         }))
-        .init::<Train, MobileNet<Train>>();
+        .init::<Autodiff<B>, MobileNet<Autodiff<B>>>();
     let shape = [batch, 3, size, size];
-    let images = Tensor::<Train, 4>::random(shape, Distribution::Default, &device);
+    let images = Tensor::<Autodiff<B>, 4>::random(shape, Distribution::Default, &device);
     let labels: Vec<i64> = (0..batch).map(|i| (i % E2E_CLASSES) as i64).collect();
-    let labels = Tensor::<Train, 1, Int>::from_data(TensorData::new(labels, [batch]), &device);
+    let labels =
+        Tensor::<Autodiff<B>, 1, Int>::from_data(TensorData::new(labels, [batch]), &device);
     let loss_fn = CrossEntropyLossConfig::new().init();
     let train_ms = median_ms(repeats, || {
         let net = model.take().expect("model");
@@ -169,7 +180,7 @@ fn end_to_end(repeats: u32, size: usize, batch: usize) -> EndToEnd {
     });
     EndToEnd {
         model: format!("mobilenet_v2 w1.0 {E2E_CLASSES} classes {size}x{size} batch {batch}"),
-        implementation: format!("dwconv-{BACKEND_NAME}"),
+        implementation: format!("dwconv-{name}"),
         train_ms,
         train_images_per_s: batch as f64 / train_ms * 1e3,
         infer_ms,
@@ -183,17 +194,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-type Prim = FloatTensor<DefaultBackend>;
-
 /// Median milliseconds of `f` over `repeats` runs after one warm-up. Each run ends with
 /// the backend's `sync`, so that queued GPU work is counted; CPU backends are eager. The
 /// outputs are dropped after it (reading them back, e.g. summing them, would add a serial
 /// pass over every output that PyTorch's timing does not have).
-fn time(repeats: u32, mut f: impl FnMut() -> Vec<Prim>) -> f64 {
-    let device = default_device();
+fn time<B: Backend>(
+    device: &B::Device,
+    repeats: u32,
+    mut f: impl FnMut() -> Vec<FloatTensor<B>>,
+) -> f64 {
     let mut run = || {
         let outputs = f();
-        DefaultBackend::sync(&device).expect("backend sync");
+        B::sync(device).expect("backend sync");
         drop(outputs);
     };
     run();
@@ -210,15 +222,38 @@ fn time(repeats: u32, mut f: impl FnMut() -> Vec<Prim>) -> f64 {
 
 fn main() {
     let args = Args::parse();
-    let device = default_device();
-    <DefaultBackend as Backend>::seed(&device, 1);
+    let report = match args.backend.as_str() {
+        #[cfg(feature = "ndarray")]
+        "ndarray" => bench::<burn::backend::NdArray>(&args, &Default::default()),
+        #[cfg(feature = "flex")]
+        "flex" => bench::<burn::backend::Flex>(&args, &Default::default()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => bench::<burn::backend::Wgpu>(&args, &Default::default()),
+        // The feature-selected backend (cuda, candle, ...): the parser let nothing else by.
+        _ => bench::<DefaultBackend>(&args, &default_device()),
+    };
+    print_report(&args, &report);
+}
+
+/// Every measurement on backend `B` (named `args.backend`).
+fn bench<B: DepthwiseBackend>(args: &Args, device: &B::Device) -> Report {
+    let name = args.backend.as_str();
+    B::seed(device, 1);
     // First, so that the peak memory is the network's, not the layer benchmark's.
     let end_to_end = if args.skip_end_to_end {
         Vec::new()
     } else {
         args.e2e_batch
             .iter()
-            .map(|&batch| end_to_end(args.repeats, args.e2e_size as usize, batch as usize))
+            .map(|&batch| {
+                end_to_end::<B>(
+                    name,
+                    device,
+                    args.repeats,
+                    args.e2e_size as usize,
+                    batch as usize,
+                )
+            })
             .collect()
     };
     let mut rows = Vec::new();
@@ -233,16 +268,13 @@ fn main() {
         let options = DepthwiseOptions::new([stride; 2], [pad; 2], [1, 1]);
         let [oh, ow] = options.output_size([h, w], [k, k]).expect("valid layer");
         let rand = |s: [usize; 4]| {
-            Tensor::<DefaultBackend, 4>::random(s, Distribution::Default, &device)
+            Tensor::<B, 4>::random(s, Distribution::Default, device)
                 .into_primitive()
                 .tensor()
         };
         let (x, weight, grad) = (rand(shape), rand([c, 1, k, k]), rand([n, c, oh, ow]));
-        let bias = Tensor::<DefaultBackend, 1>::zeros([c], &device)
-            .into_primitive()
-            .tensor();
-        type B = DefaultBackend;
-        let ours_fwd = time(args.repeats, || {
+        let bias = Tensor::<B, 1>::zeros([c], device).into_primitive().tensor();
+        let ours_fwd = time::<B>(device, args.repeats, || {
             vec![<B as DepthwiseBackend>::depthwise_conv2d(
                 x.clone(),
                 weight.clone(),
@@ -250,7 +282,7 @@ fn main() {
                 options,
             )]
         });
-        let ours_fb = time(args.repeats, || {
+        let ours_fb = time::<B>(device, args.repeats, || {
             let y = <B as DepthwiseBackend>::depthwise_conv2d(
                 x.clone(),
                 weight.clone(),
@@ -272,7 +304,7 @@ fn main() {
         let (stock_fwd, stock_fb) = if args.no_stock {
             (None, None)
         } else {
-            let fwd = time(args.repeats, || {
+            let fwd = time::<B>(device, args.repeats, || {
                 vec![fallback::forward::<B>(
                     x.clone(),
                     weight.clone(),
@@ -280,7 +312,7 @@ fn main() {
                     options,
                 )]
             });
-            let fb = time(args.repeats, || {
+            let fb = time::<B>(device, args.repeats, || {
                 vec![
                     fallback::forward::<B>(x.clone(), weight.clone(), Some(bias.clone()), options),
                     fallback::x_backward::<B>(x.clone(), weight.clone(), grad.clone(), options),
@@ -298,31 +330,34 @@ fn main() {
         let layer = format!("{k}x{k} s{stride} [{n},{c},{h},{w}]");
         rows.push(Row {
             layer: layer.clone(),
-            implementation: format!("dwconv-{BACKEND_NAME}"),
+            implementation: format!("dwconv-{name}"),
             forward_ms: ours_fwd,
             forward_backward_ms: ours_fb,
         });
         if let (Some(forward_ms), Some(forward_backward_ms)) = (stock_fwd, stock_fb) {
             rows.push(Row {
                 layer,
-                implementation: format!("burn-stock-{BACKEND_NAME}"),
+                implementation: format!("burn-stock-{name}"),
                 forward_ms,
                 forward_backward_ms,
             });
         }
     }
-    let report = Report {
+    Report {
         tool: "examples/bench.rs",
-        backend: BACKEND_NAME,
+        backend: name.to_string(),
         threads: rayon::current_num_threads(),
         repeats: args.repeats,
         end_to_end,
         layers: rows,
-    };
+    }
+}
+
+fn print_report(args: &Args, report: &Report) {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).expect("serialisable")
+            serde_json::to_string_pretty(report).expect("serialisable")
         );
         return;
     }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use dwconv::backend::{BACKEND_NAME, COMPILED_BACKENDS, DefaultAutodiffBackend, default_device};
+use dwconv::backend::{BACKEND_NAME, DefaultAutodiffBackend, check_backend_name, default_device};
 use dwconv::data::FolderDataset;
 use dwconv::models::{Architecture, MobileNetConfig};
 use dwconv::train::{DataSource, OptimizerKind, RunOptions, TrainReport, TrainingConfig, files};
@@ -101,19 +101,8 @@ struct Args {
     quiet: bool,
     /// Backend, among those this build has (cargo features): ndarray, flex, wgpu, or the
     /// feature-selected one (`dwconv::backend::DefaultBackend`, the default).
-    #[arg(long, default_value = BACKEND_NAME, value_parser = compiled_backend)]
+    #[arg(long, default_value = BACKEND_NAME, value_parser = check_backend_name)]
     backend: String,
-}
-
-fn compiled_backend(s: &str) -> Result<String, String> {
-    if s == BACKEND_NAME || COMPILED_BACKENDS.contains(&s) {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "'{s}' is not in this build; it has {COMPILED_BACKENDS:?} and {BACKEND_NAME} \
-             (cargo features select them)"
-        ))
-    }
 }
 
 /// Trains on the backend named `backend` (one of [`COMPILED_BACKENDS`] or [`BACKEND_NAME`]).

@@ -24,6 +24,19 @@ macro_rules! select_backend {
             pub fn default_device() -> burn::tensor::Device<DefaultBackend> {
                 Default::default()
             }
+            /// Checks a backend name given to the examples' `--backend` flag: one of
+            /// [`COMPILED_BACKENDS`](super::COMPILED_BACKENDS) or [`BACKEND_NAME`].
+            pub fn check_backend_name(name: &str) -> Result<String, String> {
+                if name == BACKEND_NAME || super::COMPILED_BACKENDS.contains(&name) {
+                    Ok(name.to_string())
+                } else {
+                    Err(format!(
+                        "'{name}' is not in this build; it has {:?} and {BACKEND_NAME} \
+                         (cargo features select them)",
+                        super::COMPILED_BACKENDS
+                    ))
+                }
+            }
         }
         select_backend!(@chain [$($off)* $feature] $($rest)*);
     };

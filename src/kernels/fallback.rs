@@ -62,8 +62,8 @@ pub fn bias_backward<B: Backend>(output_grad: FloatTensor<B>) -> FloatTensor<B> 
 /// [`x_backward`], except where a stride is wider than the dilated kernel: there the
 /// gradient is that of the same conv at stride 1 fed the spread output gradient
 /// ([`spread_to_unit_stride`]). Burn 0.21's CubeCL data-gradient kernel returns wrong zeros
-/// for such geometries (the reference sweep catches it); backends that may run on CubeCL
-/// (its own family, the router, Dispatch) take this path.
+/// for such geometries (the reference sweep catches it); backends that may run Burn's CubeCL
+/// convs (the CubeCL family for non-`f32` dtypes, the router, Dispatch) take this path.
 pub fn x_backward_spreading_wide_strides<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,

@@ -2,13 +2,15 @@
 //!
 //! Modules reach depthwise maths through one door, [`depthwise_conv2d`]. Behind it the
 //! [`DepthwiseBackend`] trait is the seam between maths and speed: every method has a
-//! default built on Burn's grouped `conv2d` (correct on any backend), and CPU backends
-//! override them with the kernels in [`cpu`]. [`Autodiff`](burn::backend::Autodiff)
+//! default built on Burn's grouped `conv2d` (correct on any backend); CPU backends
+//! override them with the kernels in [`cpu`], the CubeCL (GPU) backends with CubeCL
+//! kernels of the crate's own. [`Autodiff`](burn::backend::Autodiff)
 //! records one backward node per call that calls the inner backend's backward ops.
 //!
 //! The three op traits ([`DepthwiseBackend`], [`PointwiseBackend`], [`NormActBackend`])
 //! are implemented for every Burn 0.21 backend family: `NdArray<E, I, Q>` and `Flex` (CPU
-//! kernels for `f32`), `CubeBackend<R, F, I, BT>` for every CubeCL runtime, `Fusion<B>`,
+//! kernels for `f32`), `CubeBackend<R, F, I, BT>` for every CubeCL runtime (CubeCL kernels
+//! for `f32`), `Fusion<B>`,
 //! `Autodiff<B>`, and, behind their features, Candle, LibTorch, the router and Dispatch.
 //! Generic code needs one bound, `B: DepthwiseBackend`.
 //!

@@ -3,16 +3,18 @@
 //! Tensors are contiguous NCHW. With `m` the depth multiplier, output channel `o` reads
 //! input channel `o / m`; weights are `[C * m, 1, kh, kw]`.
 //!
-//! Every kernel works on row tiles: one unit computes `tile` neighbouring columns of one
-//! row, loading the input span those columns share once into registers (for a 3×3
-//! stride-1 conv and a tile of 4: 18 input loads for 36 multiply-adds instead of 36).
+//! Every kernel works on 2-D tiles: one unit computes `rows × cols` neighbouring elements
+//! of one plane, loading each input row span those elements share once into registers
+//! (for a 3×3 stride-1 conv on a 2 × 16 tile: 4 rows of 18 loads for 288 multiply-adds,
+//! instead of 288 loads).
 //!
-//! - forward and input gradient: one unit per row tile of the result. The input gradient
-//!   keeps, per column of the tile, only the taps that land on an output position (every
-//!   stride, including strides wider than the dilated kernel); tiles are a multiple of the
-//!   stride wide, so which taps those are is known at compile time ([`XGradColumns`]);
+//! - forward and input gradient: one unit per tile of the result. The input gradient keeps,
+//!   per element of the tile, only the taps that land on an output position (every stride,
+//!   including strides wider than the dilated kernel); its tiles are a multiple of the
+//!   stride in both directions and start on strides, so which taps those are is known at
+//!   compile time ([`XGradAxis`]);
 //! - weight and bias gradients: one launch per layer. `units` units per output channel each
-//!   sum every `units`-th row tile of the batch × output grid into their own partial sums
+//!   sum every `units`-th tile of the batch × output grid into their own partial sums
 //!   (`[C·m·kh·kw, units]`), which one Burn `sum_dim` adds: no shared memory, no barriers.
 //!
 //! Kernel size, stride, padding, dilation, depth multiplier and tile are compile-time
@@ -26,7 +28,8 @@ use burn_cubecl::cubecl::prelude::*;
 use burn_cubecl::cubecl::std::FastDivmod;
 
 /// The compile-time geometry of one depthwise conv: kernel `[kh, kw]`, stride, padding,
-/// dilation (each `[height, width]`), depth multiplier, and the columns per unit.
+/// dilation (each `[height, width]`), depth multiplier, and the tile `[rows, cols]` of one
+/// unit.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Geometry {
     pub kernel: [usize; 2],
@@ -34,46 +37,54 @@ pub(super) struct Geometry {
     pub padding: [usize; 2],
     pub dilation: [usize; 2],
     pub multiplier: usize,
-    pub tile: usize,
+    pub tile: [usize; 2],
 }
 
 impl Geometry {
-    /// Input columns a tile of `tile` output columns reads: `(tile − 1)·s + (kw − 1)·d + 1`.
-    pub fn input_span(&self) -> usize {
-        (self.tile - 1) * self.stride[1] + (self.kernel[1] - 1) * self.dilation[1] + 1
+    /// Input rows (`axis` 0) or columns (1) a tile of outputs reads:
+    /// `(tile − 1)·s + (k − 1)·d + 1`.
+    pub fn input_span(&self, axis: usize) -> usize {
+        (self.tile[axis] - 1) * self.stride[axis]
+            + (self.kernel[axis] - 1) * self.dilation[axis]
+            + 1
+    }
+
+    /// Kernel row `ky` of tile row `r` reads input row `r·s + ky·d` of the tile's span.
+    pub fn reads_row(&self, r: usize, ky: usize, span_row: usize) -> bool {
+        r * self.stride[0] + ky * self.dilation[0] == span_row
     }
 }
 
-/// For the input gradient of a row tile starting at input column `ix0` (a multiple of the
-/// stride): the output-gradient columns it reads are `ix0 / s + q` for `q` in
-/// `[q_min, q_min + span)`, and column `t` of the tile takes tap `kx` from `q` when
-/// `t + p − kx·d = q·s` (the taps listed in `taps` as `(t, kx, q − q_min)`).
+/// One axis of the input gradient, for a tile of `tile` inputs starting at `i0`, a multiple
+/// of the stride: the output-gradient positions it reads are `i0 / s + q` for `q` in
+/// `[q_min, q_min + span)`, and tile position `t` takes tap `k` from `q` when
+/// `t + p − k·d = q·s`; `taps` lists those as `(t, k, q − q_min)`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(super) struct XGradColumns {
-    /// `max(q_min, 0)` and `max(−q_min, 0)`: the span's first column is
-    /// `ix0 / s + first_plus − first_minus`.
+pub(super) struct XGradAxis {
+    /// `max(q_min, 0)` and `max(−q_min, 0)`: the span's first position is
+    /// `i0 / s + first_plus − first_minus`.
     pub first_plus: usize,
     pub first_minus: usize,
     pub span: usize,
     pub taps: Vec<(usize, usize, usize)>,
 }
 
-impl XGradColumns {
-    pub fn new(geometry: &Geometry) -> Self {
+impl XGradAxis {
+    pub fn new(geometry: &Geometry, axis: usize) -> Self {
         let (s, p, d) = (
-            geometry.stride[1] as i64,
-            geometry.padding[1] as i64,
-            geometry.dilation[1] as i64,
+            geometry.stride[axis] as i64,
+            geometry.padding[axis] as i64,
+            geometry.dilation[axis] as i64,
         );
-        let kw = geometry.kernel[1] as i64;
-        let q_min = (p - (kw - 1) * d).div_euclid(s);
-        let q_max = (geometry.tile as i64 - 1 + p).div_euclid(s);
+        let k = geometry.kernel[axis] as i64;
+        let q_min = (p - (k - 1) * d).div_euclid(s);
+        let q_max = (geometry.tile[axis] as i64 - 1 + p).div_euclid(s);
         let mut taps = Vec::new();
-        for t in 0..geometry.tile as i64 {
-            for kx in 0..kw {
-                let offset = t + p - kx * d;
+        for t in 0..geometry.tile[axis] as i64 {
+            for tap in 0..k {
+                let offset = t + p - tap * d;
                 if offset.rem_euclid(s) == 0 {
-                    taps.push((t as usize, kx as usize, (offset / s - q_min) as usize));
+                    taps.push((t as usize, tap as usize, (offset / s - q_min) as usize));
                 }
             }
         }
@@ -83,6 +94,11 @@ impl XGradColumns {
             span: (q_max - q_min + 1) as usize,
             taps,
         }
+    }
+
+    /// The `(t, k)` pairs of `taps` that read span position `i`.
+    pub fn reads(&self, t: usize, k: usize, i: usize) -> bool {
+        self.taps.contains(&(t, k, i))
     }
 }
 
@@ -117,6 +133,17 @@ fn load_padded_span<F: Float>(
     values
 }
 
+/// Zeroed accumulators.
+#[cube]
+fn zeros<F: Float>(#[comptime] len: usize) -> Array<F> {
+    let mut values = Array::<F>::new(len);
+    #[unroll]
+    for i in 0..len {
+        values[i] = F::new(0.0);
+    }
+    values
+}
+
 /// Forward: `out[n, o, oy, ox] = bias[o] + Σ x[n, o / m, oy·s + ky·d − p, ..] · w[o, ky, kx]`.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
@@ -127,7 +154,7 @@ pub(super) fn forward_kernel<F: Float>(
     output: &mut Tensor<F>,
     units: usize,
     tiles_w: FastDivmod<usize>,
-    out_h: FastDivmod<usize>,
+    tiles_h: FastDivmod<usize>,
     out_channels: FastDivmod<usize>,
     #[comptime] geometry: Geometry,
     #[comptime] has_bias: bool,
@@ -141,44 +168,54 @@ pub(super) fn forward_kernel<F: Float>(
     let stride_w = comptime![geometry.stride[1]];
     let pad_h = comptime![geometry.padding[0]];
     let pad_w = comptime![geometry.padding[1]];
-    let dil_h = comptime![geometry.dilation[0]];
     let dil_w = comptime![geometry.dilation[1]];
     let multiplier = comptime![geometry.multiplier];
-    let tile = comptime![geometry.tile];
-    let span = comptime![geometry.input_span()];
+    let rows = comptime![geometry.tile[0]];
+    let cols = comptime![geometry.tile[1]];
+    let span_h = comptime![geometry.input_span(0)];
+    let span_w = comptime![geometry.input_span(1)];
 
     let (rest, tx) = tiles_w.div_mod(ABSOLUTE_POS);
-    let (rest, oy) = out_h.div_mod(rest);
+    let (rest, ty) = tiles_h.div_mod(rest);
     let (n, o) = out_channels.div_mod(rest);
     let (in_h, in_w) = (x.shape(2), x.shape(3));
-    let (out_rows, out_w) = (output.shape(2), output.shape(3));
+    let (out_h, out_w) = (output.shape(2), output.shape(3));
     let x_plane = (n * x.shape(1) + o / multiplier) * in_h * in_w;
-    let ox0 = tx * tile;
+    let (oy0, ox0) = (ty * rows, tx * cols);
 
-    let mut sums = Array::<F>::new(tile);
+    let mut weights = Array::<F>::new(kh * kw);
     #[unroll]
-    for t in 0..tile {
-        sums[t] = F::new(0.0);
+    for k in 0..kh * kw {
+        weights[k] = weight[o * kh * kw + k];
     }
+    let mut sums = zeros::<F>(rows * cols);
     #[unroll]
-    for ky in 0..kh {
+    for i in 0..span_h {
         let xs = load_padded_span::<F>(
             x,
             x_plane,
-            oy * stride_h + ky * dil_h,
+            oy0 * stride_h + i,
             ox0 * stride_w,
             in_h,
             in_w,
             pad_h,
             pad_w,
-            span,
+            span_w,
         );
         #[unroll]
-        for kx in 0..kw {
-            let w = weight[(o * kh + ky) * kw + kx];
+        for r in 0..rows {
             #[unroll]
-            for t in 0..tile {
-                sums[t] += xs[t * stride_w + kx * dil_w] * w;
+            for ky in 0..kh {
+                if comptime![geometry.reads_row(r, ky, i)] {
+                    #[unroll]
+                    for kx in 0..kw {
+                        let w = weights[ky * kw + kx];
+                        #[unroll]
+                        for t in 0..cols {
+                            sums[r * cols + t] += xs[t * stride_w + kx * dil_w] * w;
+                        }
+                    }
+                }
             }
         }
     }
@@ -186,18 +223,21 @@ pub(super) fn forward_kernel<F: Float>(
     if has_bias {
         b = bias[o];
     }
-    let out_row = ((n * output.shape(1) + o) * out_rows + oy) * out_w;
+    let out_plane = (n * output.shape(1) + o) * out_h * out_w;
     #[unroll]
-    for t in 0..tile {
-        if ox0 + t < out_w {
-            output[out_row + ox0 + t] = sums[t] + b;
+    for r in 0..rows {
+        #[unroll]
+        for t in 0..cols {
+            if oy0 + r < out_h && ox0 + t < out_w {
+                output[out_plane + (oy0 + r) * out_w + ox0 + t] = sums[r * cols + t] + b;
+            }
         }
     }
 }
 
 /// Input gradient: `dx[n, c, iy, ix] = Σ_j Σ_taps dy[n, c·m + j, oy, ox] · w[c·m + j, ky, kx]`
-/// over the taps where `iy + p − ky·d` is a multiple of the stride, `oy` its quotient,
-/// inside the output (and the same along the columns, see [`XGradColumns`]).
+/// over the taps where `iy + p − ky·d` and `ix + p − kx·d` are multiples of the stride,
+/// `(oy, ox)` the quotients, inside the output (see [`XGradAxis`]).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn x_backward_kernel<F: Float>(
@@ -206,10 +246,11 @@ pub(super) fn x_backward_kernel<F: Float>(
     x_grad: &mut Tensor<F>,
     units: usize,
     tiles_w: FastDivmod<usize>,
-    in_h: FastDivmod<usize>,
+    tiles_h: FastDivmod<usize>,
     channels: FastDivmod<usize>,
     #[comptime] geometry: Geometry,
-    #[comptime] columns: XGradColumns,
+    #[comptime] along_h: XGradAxis,
+    #[comptime] along_w: XGradAxis,
 ) {
     if ABSOLUTE_POS >= units {
         terminate!();
@@ -218,70 +259,83 @@ pub(super) fn x_backward_kernel<F: Float>(
     let kw = comptime![geometry.kernel[1]];
     let stride_h = comptime![geometry.stride[0]];
     let stride_w = comptime![geometry.stride[1]];
-    let pad_h = comptime![geometry.padding[0]];
-    let dil_h = comptime![geometry.dilation[0]];
     let multiplier = comptime![geometry.multiplier];
-    let tile = comptime![geometry.tile];
-    let span = comptime![columns.span];
-    let first_plus = comptime![columns.first_plus];
-    let first_minus = comptime![columns.first_minus];
-    let n_taps = comptime![columns.taps.len()];
+    let rows = comptime![geometry.tile[0]];
+    let cols = comptime![geometry.tile[1]];
+    let span_h = comptime![along_h.span];
+    let span_w = comptime![along_w.span];
+    let n_taps_w = comptime![along_w.taps.len()];
 
     let (rest, tx) = tiles_w.div_mod(ABSOLUTE_POS);
-    let (rest, iy) = in_h.div_mod(rest);
+    let (rest, ty) = tiles_h.div_mod(rest);
     let (n, c) = channels.div_mod(rest);
     let (out_h, out_w) = (output_grad.shape(2), output_grad.shape(3));
-    let (rows, width) = (x_grad.shape(2), x_grad.shape(3));
-    let ix0 = tx * tile;
-    let row = iy + pad_h;
-    // The span's first output-gradient column, shifted by `first_minus` to stay unsigned.
-    let col_shifted = ix0 / stride_w + first_plus;
+    let (height, width) = (x_grad.shape(2), x_grad.shape(3));
+    let (iy0, ix0) = (ty * rows, tx * cols);
+    // The spans' first output-gradient row and column, shifted by `first_minus` to stay
+    // unsigned.
+    let row_shifted = iy0 / stride_h + comptime![along_h.first_plus];
+    let col_shifted = ix0 / stride_w + comptime![along_w.first_plus];
+    let (row_minus, col_minus) = (
+        comptime![along_h.first_minus],
+        comptime![along_w.first_minus],
+    );
 
-    let mut sums = Array::<F>::new(tile);
-    #[unroll]
-    for t in 0..tile {
-        sums[t] = F::new(0.0);
-    }
+    let mut sums = zeros::<F>(rows * cols);
     #[unroll]
     for j in 0..multiplier {
         let o = c * multiplier + j;
         let g_plane = (n * output_grad.shape(1) + o) * out_h * out_w;
+        let mut weights = Array::<F>::new(kh * kw);
         #[unroll]
-        for ky in 0..kh {
-            let tap_h = ky * dil_h;
-            // `row - tap_h` wraps when negative; the first test rejects that case.
-            let oy = (row - tap_h) / stride_h;
-            let row_hit = row >= tap_h && (row - tap_h) == oy * stride_h && oy < out_h;
-            let g_row = g_plane + oy * out_w;
-            let mut gs = Array::<F>::new(span);
+        for k in 0..kh * kw {
+            weights[k] = weight[o * kh * kw + k];
+        }
+        #[unroll]
+        for i in 0..span_h {
+            let g_row = row_shifted + i;
+            let row_inside = g_row >= row_minus && g_row - row_minus < out_h;
+            let g_start = g_plane + (g_row - row_minus) * out_w;
+            let mut gs = Array::<F>::new(span_w);
             #[unroll]
-            for i in 0..span {
-                let col = col_shifted + i;
+            for q in 0..span_w {
+                let col = col_shifted + q;
                 let mut value = F::new(0.0);
-                if row_hit && col >= first_minus && col - first_minus < out_w {
-                    value = output_grad[g_row + col - first_minus];
+                if row_inside && col >= col_minus && col - col_minus < out_w {
+                    value = output_grad[g_start + col - col_minus];
                 }
-                gs[i] = value;
+                gs[q] = value;
             }
             #[unroll]
-            for k in 0..n_taps {
-                let (t, kx, i) = comptime![columns.taps[k]];
-                sums[t] += gs[i] * weight[(o * kh + ky) * kw + kx];
+            for r in 0..rows {
+                #[unroll]
+                for ky in 0..kh {
+                    if comptime![along_h.reads(r, ky, i)] {
+                        #[unroll]
+                        for k in 0..n_taps_w {
+                            let (t, kx, q) = comptime![along_w.taps[k]];
+                            sums[r * cols + t] += gs[q] * weights[ky * kw + kx];
+                        }
+                    }
+                }
             }
         }
     }
-    let x_row = ((n * x_grad.shape(1) + c) * rows + iy) * width;
+    let x_plane = (n * x_grad.shape(1) + c) * height * width;
     #[unroll]
-    for t in 0..tile {
-        if ix0 + t < width {
-            x_grad[x_row + ix0 + t] = sums[t];
+    for r in 0..rows {
+        #[unroll]
+        for t in 0..cols {
+            if iy0 + r < height && ix0 + t < width {
+                x_grad[x_plane + (iy0 + r) * width + ix0 + t] = sums[r * cols + t];
+            }
         }
     }
 }
 
-/// Weight-gradient partial sums: unit `o · units + u` sums, over row tiles `u, u + units,
-/// ...` of the batch × output grid, `dy[n, o, oy, ox] · x[n, o / m, oy·s + ky·d − p, ..]`
-/// for every tap, into `partial[o·kh·kw + tap, u]`.
+/// Weight-gradient partial sums: unit `o · units + u` sums, over tiles `u, u + units, ...`
+/// of the batch × output grid, `dy[n, o, oy, ox] · x[n, o / m, oy·s + ky·d − p, ..]` for
+/// every tap, into `partial[o·kh·kw + tap, u]`.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn weight_backward_kernel<F: Float>(
@@ -293,7 +347,7 @@ pub(super) fn weight_backward_kernel<F: Float>(
     per_channel: usize,
     units_per_channel: FastDivmod<usize>,
     tiles_w: FastDivmod<usize>,
-    out_h: FastDivmod<usize>,
+    tiles_h: FastDivmod<usize>,
     #[comptime] geometry: Geometry,
 ) {
     if ABSOLUTE_POS >= units {
@@ -305,69 +359,76 @@ pub(super) fn weight_backward_kernel<F: Float>(
     let stride_w = comptime![geometry.stride[1]];
     let pad_h = comptime![geometry.padding[0]];
     let pad_w = comptime![geometry.padding[1]];
-    let dil_h = comptime![geometry.dilation[0]];
     let dil_w = comptime![geometry.dilation[1]];
     let multiplier = comptime![geometry.multiplier];
-    let tile = comptime![geometry.tile];
-    let span = comptime![geometry.input_span()];
-    let taps = comptime![geometry.kernel[0] * geometry.kernel[1]];
+    let rows = comptime![geometry.tile[0]];
+    let cols = comptime![geometry.tile[1]];
+    let span_h = comptime![geometry.input_span(0)];
+    let span_w = comptime![geometry.input_span(1)];
 
     let (o, u) = units_per_channel.div_mod(ABSOLUTE_POS);
     let (in_h, in_w) = (x.shape(2), x.shape(3));
-    let (out_channels, out_rows, out_w) = (
+    let (out_channels, out_h, out_w) = (
         output_grad.shape(1),
         output_grad.shape(2),
         output_grad.shape(3),
     );
     let (channels, c) = (x.shape(1), o / multiplier);
 
-    let mut sums = Array::<F>::new(taps);
-    #[unroll]
-    for k in 0..taps {
-        sums[k] = F::new(0.0);
-    }
+    let mut sums = zeros::<F>(kh * kw);
     for item in range_stepped(u, tiles, per_channel) {
         let (rest, tx) = tiles_w.div_mod(item);
-        let (n, oy) = out_h.div_mod(rest);
-        let ox0 = tx * tile;
-        let g_row = ((n * out_channels + o) * out_rows + oy) * out_w;
-        let mut gs = Array::<F>::new(tile);
+        let (n, ty) = tiles_h.div_mod(rest);
+        let (oy0, ox0) = (ty * rows, tx * cols);
+        let g_plane = (n * out_channels + o) * out_h * out_w;
+        let mut gs = Array::<F>::new(rows * cols);
         #[unroll]
-        for t in 0..tile {
-            let mut value = F::new(0.0);
-            if ox0 + t < out_w {
-                value = output_grad[g_row + ox0 + t];
+        for r in 0..rows {
+            #[unroll]
+            for t in 0..cols {
+                let mut value = F::new(0.0);
+                if oy0 + r < out_h && ox0 + t < out_w {
+                    value = output_grad[g_plane + (oy0 + r) * out_w + ox0 + t];
+                }
+                gs[r * cols + t] = value;
             }
-            gs[t] = value;
         }
         let x_plane = (n * channels + c) * in_h * in_w;
         #[unroll]
-        for ky in 0..kh {
+        for i in 0..span_h {
             let xs = load_padded_span::<F>(
                 x,
                 x_plane,
-                oy * stride_h + ky * dil_h,
+                oy0 * stride_h + i,
                 ox0 * stride_w,
                 in_h,
                 in_w,
                 pad_h,
                 pad_w,
-                span,
+                span_w,
             );
             #[unroll]
-            for kx in 0..kw {
-                let mut sum = sums[ky * kw + kx];
+            for r in 0..rows {
                 #[unroll]
-                for t in 0..tile {
-                    sum += gs[t] * xs[t * stride_w + kx * dil_w];
+                for ky in 0..kh {
+                    if comptime![geometry.reads_row(r, ky, i)] {
+                        #[unroll]
+                        for kx in 0..kw {
+                            let mut sum = sums[ky * kw + kx];
+                            #[unroll]
+                            for t in 0..cols {
+                                sum += gs[r * cols + t] * xs[t * stride_w + kx * dil_w];
+                            }
+                            sums[ky * kw + kx] = sum;
+                        }
+                    }
                 }
-                sums[ky * kw + kx] = sum;
             }
         }
     }
     #[unroll]
-    for k in 0..taps {
-        partial[(o * taps + k) * per_channel + u] = sums[k];
+    for k in 0..kh * kw {
+        partial[(o * kh * kw + k) * per_channel + u] = sums[k];
     }
 }
 

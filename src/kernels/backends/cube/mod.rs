@@ -2,11 +2,11 @@
 //! CubeCL runtime (wgpu, Vulkan, Metal, WebGPU, CUDA, ROCm, Burn's CubeCL CPU backend).
 //!
 //! The depthwise conv and its three gradients run the crate's own CubeCL kernels
-//! ([`kernels`]) on `f32` tensors: Burn 0.21's grouped `conv2d` on CubeCL takes a direct
-//! kernel for the forward and loops once per channel for the weight gradient (one launch
-//! per channel), and its data-gradient kernel returns zeros when the stride is wider than
-//! the dilated kernel. Other dtypes take the trait defaults (Burn's ops, with that stride
-//! case worked around by [`fallback::x_backward_spreading_wide_strides`]).
+//! ([`kernels`]) on `f32` tensors, one launch each (plus one Burn `sum_dim` for the two
+//! reductions). Burn 0.21's grouped `conv2d` on CubeCL cannot use its implicit-GEMM kernels
+//! for groups, and its data-gradient kernel returns zeros when the stride is wider than the
+//! dilated kernel. Other dtypes take the trait defaults (Burn's ops, with that stride case
+//! worked around by [`fallback::x_backward_spreading_wide_strides`]).
 //!
 //! The pointwise conv and the fused BatchNorm + activation stay on Burn's ops (the trait
 //! defaults): the first is one `matmul` (Burn's GEMM kernels), the second element-wise
@@ -26,7 +26,7 @@ use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElemen
 use crate::kernels::{
     DepthwiseBackend, DepthwiseOptions, NormActBackend, PointwiseBackend, fallback,
 };
-use kernels::{Geometry, XGradColumns};
+use kernels::{Geometry, XGradAxis};
 
 /// Pointwise conv through the default (Burn `matmul`) implementations.
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> PointwiseBackend
@@ -102,8 +102,8 @@ fn all_f32<R: CubeRuntime, const N: usize>(tensors: [Option<&CubeTensor<R>>; N])
 
 /// Columns per unit of the input gradient: up to 16, a multiple of the stride (tiles start
 /// on strides).
-fn tile_width(width: usize, multiple_of: usize) -> usize {
-    width.clamp(1, 16).div_ceil(multiple_of) * multiple_of
+fn tile_width(width: usize, stride: usize) -> usize {
+    width.clamp(1, 16).div_ceil(stride) * stride
 }
 
 /// Columns per unit of the forward and weight gradient: as many as 16 whose shared input span
@@ -118,13 +118,20 @@ fn tile_width_spanning(width: usize, kernel_w: usize, options: DepthwiseOptions)
     width.clamp(1, 16).min(fitting)
 }
 
+/// Rows per unit for `cols` columns: up to 4 and `elements` per tile, no more than the map
+/// has, rounded up to a multiple of `stride` (the input gradient's tiles start on strides;
+/// 1 elsewhere).
+fn tile_height(height: usize, cols: usize, elements: usize, stride: usize) -> usize {
+    height.min(elements / cols).clamp(1, 4).div_ceil(stride) * stride
+}
+
 /// The kernels' compile-time geometry for a weight of shape `[C·m, 1, kh, kw]` over
-/// `channels` input channels, with `tile` columns per unit.
+/// `channels` input channels, with `tile` `[rows, cols]` per unit.
 fn geometry(
     weight_shape: &Shape,
     channels: usize,
     options: DepthwiseOptions,
-    tile: usize,
+    tile: [usize; 2],
 ) -> Geometry {
     Geometry {
         kernel: [weight_shape[2], weight_shape[3]],
@@ -134,6 +141,13 @@ fn geometry(
         multiplier: weight_shape[0] / channels,
         tile,
     }
+}
+
+/// The tile of the forward and the weight gradient for an `[out_h, out_w]` output.
+fn output_tile(output: [usize; 2], kernel_w: usize, options: DepthwiseOptions) -> [usize; 2] {
+    let cols = tile_width_spanning(output[1], kernel_w, options);
+    // 16 elements: larger tiles measured slower on lavapipe (register spills).
+    [tile_height(output[0], cols, 16, 1), cols]
 }
 
 /// A new contiguous `f32` tensor on `like`'s device, every element to be written by a
@@ -171,11 +185,11 @@ fn forward<R: CubeRuntime>(
     let [out_h, out_w] = options
         .output_size([h, w], [kh, kw])
         .expect("shapes checked by depthwise_conv2d");
-    let tile = tile_width_spanning(out_w, kw, options);
+    let tile = output_tile([out_h, out_w], kw, options);
     let geometry = geometry(&weight.shape(), channels, options, tile);
     let output = empty_like_device(&x, Shape::new([n, out_channels, out_h, out_w]));
-    let tiles_w = out_w.div_ceil(tile);
-    let units = n * out_channels * out_h * tiles_w;
+    let (tiles_h, tiles_w) = (out_h.div_ceil(tile[0]), out_w.div_ceil(tile[1]));
+    let units = n * out_channels * tiles_h * tiles_w;
     let (cube_count, cube_dim) = launch_size(&output.client, units);
     let has_bias = bias.is_some();
     // Without a bias the kernel never reads its bias argument; the weight stands in.
@@ -194,7 +208,7 @@ fn forward<R: CubeRuntime>(
             output.clone().into_tensor_arg(),
             units,
             tiles_w,
-            out_h,
+            tiles_h,
             out_channels,
             geometry,
             has_bias,
@@ -210,12 +224,13 @@ fn x_backward<R: CubeRuntime>(
     options: DepthwiseOptions,
 ) -> CubeTensor<R> {
     let [n, channels, in_h, in_w] = x_shape.dims::<4>();
-    let tile = tile_width(in_w, options.stride[1]);
+    let cols = tile_width(in_w, options.stride[1]);
+    let tile = [tile_height(in_h, cols, 32, options.stride[0]), cols];
     let geometry = geometry(&weight.shape(), channels, options, tile);
-    let columns = XGradColumns::new(&geometry);
+    let (along_h, along_w) = (XGradAxis::new(&geometry, 0), XGradAxis::new(&geometry, 1));
     let x_grad = empty_like_device(&output_grad, x_shape);
-    let tiles_w = in_w.div_ceil(tile);
-    let units = n * channels * in_h * tiles_w;
+    let (tiles_h, tiles_w) = (in_h.div_ceil(tile[0]), in_w.div_ceil(tile[1]));
+    let units = n * channels * tiles_h * tiles_w;
     let (cube_count, cube_dim) = launch_size(&x_grad.client, units);
     // SAFETY: as in `forward`: reads are checked against the output gradient's shape, each
     // unit writes its own tile of the input gradient.
@@ -229,10 +244,11 @@ fn x_backward<R: CubeRuntime>(
             x_grad.clone().into_tensor_arg(),
             units,
             tiles_w,
-            in_h,
+            tiles_h,
             channels,
             geometry,
-            columns,
+            along_h,
+            along_w,
         )
     };
     x_grad
@@ -247,10 +263,10 @@ fn weight_backward_partial<R: CubeRuntime>(
 ) -> CubeTensor<R> {
     let [out_channels, _, kh, kw] = weight_shape.dims::<4>();
     let [n, _, out_h, out_w] = output_grad.shape().dims::<4>();
-    let tile = tile_width_spanning(out_w, kw, options);
+    let tile = output_tile([out_h, out_w], kw, options);
     let geometry = geometry(&weight_shape, x.shape()[1], options, tile);
-    let tiles_w = out_w.div_ceil(tile);
-    let tiles = n * out_h * tiles_w;
+    let (tiles_h, tiles_w) = (out_h.div_ceil(tile[0]), out_w.div_ceil(tile[1]));
+    let tiles = n * tiles_h * tiles_w;
     let per_channel = reduction_units(tiles, out_channels);
     let units = out_channels * per_channel;
     let partial = empty_like_device(&x, Shape::new([out_channels * kh * kw, per_channel]));
@@ -270,7 +286,7 @@ fn weight_backward_partial<R: CubeRuntime>(
             per_channel,
             per_channel,
             tiles_w,
-            out_h,
+            tiles_h,
             geometry,
         )
     };
