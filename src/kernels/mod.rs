@@ -37,6 +37,8 @@ pub use pointwise::{
     PointwiseBackend, fallback_forward as fallback_pointwise_forward,
     fallback_weight_backward as fallback_pointwise_weight_backward,
     fallback_x_backward as fallback_pointwise_x_backward, pointwise_conv2d,
+    rows_forward as pointwise_rows_forward, rows_weight_backward as pointwise_rows_weight_backward,
+    rows_x_backward as pointwise_rows_x_backward,
 };
 
 use burn::tensor::backend::{AutodiffBackend, Backend};

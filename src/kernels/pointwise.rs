@@ -78,6 +78,56 @@ pub fn fallback_weight_backward<B: Backend>(
     dw.reshape([out, c]).into_primitive().tensor()
 }
 
+/// `[N, C, H, W]` as `[N·H·W, C]` rows (a copy: the channels move last).
+fn to_rows<B: Backend>(t: FloatTensor<B>) -> Tensor<B, 2> {
+    let t = float::<B, 4>(t);
+    let [n, c, h, w] = t.dims();
+    t.permute([0, 2, 3, 1]).reshape([n * h * w, c])
+}
+
+/// `[N·H·W, C]` rows back to `[N, C, H, W]` (a permuted view).
+fn from_rows<B: Backend>(rows: Tensor<B, 2>, [n, h, w]: [usize; 3]) -> FloatTensor<B> {
+    let c = rows.dims()[1];
+    rows.reshape([n, h, w, c])
+        .permute([0, 3, 1, 2])
+        .into_primitive()
+        .tensor()
+}
+
+/// [`PointwiseBackend::pointwise_conv2d`] as one GEMM over `N·H·W` rows:
+/// `[N·H·W, in] × [in, out]`. Where maps are small (MobileNet's last stages: 4×4 down to
+/// 1×1) this beats [`fallback_forward`]'s `N` batched products with `H·W` columns each (on
+/// CubeCL: 8–14× on lavapipe, BENCHMARKS.md); on large maps the two permutes cost more
+/// than they save.
+pub fn rows_forward<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>) -> FloatTensor<B> {
+    let [n, _, h, w] = super::primitive_dims::<B>(&x);
+    let y = to_rows::<B>(x).matmul(float::<B, 2>(weight).transpose());
+    from_rows(y, [n, h, w])
+}
+
+/// [`PointwiseBackend::pointwise_conv2d_x_backward`] as one GEMM over `N·H·W` rows
+/// (see [`rows_forward`]).
+pub fn rows_x_backward<B: Backend>(
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let [n, _, h, w] = super::primitive_dims::<B>(&output_grad);
+    let dx = to_rows::<B>(output_grad).matmul(float::<B, 2>(weight));
+    from_rows(dx, [n, h, w])
+}
+
+/// [`PointwiseBackend::pointwise_conv2d_weight_backward`] as one GEMM over `N·H·W` rows:
+/// `dyᵀ [out, N·H·W] × x [N·H·W, in]` (see [`rows_forward`]).
+pub fn rows_weight_backward<B: Backend>(
+    x: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let dw = to_rows::<B>(output_grad)
+        .transpose()
+        .matmul(to_rows::<B>(x));
+    dw.into_primitive().tensor()
+}
+
 fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }

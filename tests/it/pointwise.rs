@@ -1,11 +1,13 @@
 //! The pointwise (1×1) conv op: forward and both gradients through `Autodiff<B>` against
-//! naive float64 loops, on every backend and on the `matmul` fallback.
+//! naive float64 loops, on every backend and on both `matmul` formulations.
 
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::Tensor;
+use burn::tensor::ops::FloatTensor;
 use dwconv::kernels::{
     DepthwiseBackend, fallback_pointwise_forward, fallback_pointwise_weight_backward,
-    fallback_pointwise_x_backward, pointwise_conv2d,
+    fallback_pointwise_x_backward, pointwise_conv2d, pointwise_rows_forward,
+    pointwise_rows_weight_backward, pointwise_rows_x_backward,
 };
 
 use crate::common::{assert_close, random_values, tensor, test_on_every_backend, values};
@@ -95,35 +97,54 @@ fn pointwise_matches_reference<B: DepthwiseBackend>(backend: &str) {
 
 test_on_every_backend!(pointwise_matches_reference);
 
+/// Both Burn-op formulations, on every case: `N` batched products (the trait defaults) and
+/// one GEMM over `N·H·W` rows (what the CubeCL backends take on small maps).
 #[test]
 fn fallback_matches_reference() {
     type B = NdArray;
+    type Forward = fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
+    let forms: [(&str, Forward, Forward, Forward); 2] = [
+        (
+            "batched",
+            fallback_pointwise_forward::<B>,
+            fallback_pointwise_x_backward::<B>,
+            fallback_pointwise_weight_backward::<B>,
+        ),
+        (
+            "rows",
+            pointwise_rows_forward::<B>,
+            pointwise_rows_x_backward::<B>,
+            pointwise_rows_weight_backward::<B>,
+        ),
+    ];
     let device = Default::default();
     let prim = |t: Tensor<B, 4>| t.into_primitive().tensor();
-    for (i, &(input, out)) in CASES.iter().enumerate() {
-        let [n, c, h, w] = input;
-        let (xv, wv, gv) = inputs(i, input, out);
-        let e = reference(input, out, &xv, &wv, &gv);
-        let x = prim(tensor::<B, 4>(&xv, input, &device));
-        let weight = tensor::<B, 2>(&wv, [out, c], &device)
-            .into_primitive()
-            .tensor();
-        let dy = prim(tensor::<B, 4>(&gv, [n, out, h, w], &device));
-        let y = fallback_pointwise_forward::<B>(x.clone(), weight.clone());
-        let dx = fallback_pointwise_x_backward::<B>(weight, dy.clone());
-        let dw = fallback_pointwise_weight_backward::<B>(x, dy);
-        let read = |t| {
-            values(Tensor::<B, 4>::from_primitive(
-                burn::tensor::TensorPrimitive::Float(t),
-            ))
-        };
-        let what = |t: &str| format!("fallback {t} for {input:?} -> {out}");
-        assert_close(&what("forward"), &read(y), &e.forward, 1e-5);
-        assert_close(&what("input gradient"), &read(dx), &e.x_grad, 1e-5);
-        let dw = values(Tensor::<B, 2>::from_primitive(
-            burn::tensor::TensorPrimitive::Float(dw),
-        ));
-        assert_close(&what("weight gradient"), &dw, &e.weight_grad, 1e-5);
+    for (form, forward, x_backward, weight_backward) in forms {
+        for (i, &(input, out)) in CASES.iter().enumerate() {
+            let [n, c, h, w] = input;
+            let (xv, wv, gv) = inputs(i, input, out);
+            let e = reference(input, out, &xv, &wv, &gv);
+            let x = prim(tensor::<B, 4>(&xv, input, &device));
+            let weight = tensor::<B, 2>(&wv, [out, c], &device)
+                .into_primitive()
+                .tensor();
+            let dy = prim(tensor::<B, 4>(&gv, [n, out, h, w], &device));
+            let y = forward(x.clone(), weight.clone());
+            let dx = x_backward(weight, dy.clone());
+            let dw = weight_backward(x, dy);
+            let read = |t| {
+                values(Tensor::<B, 4>::from_primitive(
+                    burn::tensor::TensorPrimitive::Float(t),
+                ))
+            };
+            let what = |t: &str| format!("{form} {t} for {input:?} -> {out}");
+            assert_close(&what("forward"), &read(y), &e.forward, 1e-5);
+            assert_close(&what("input gradient"), &read(dx), &e.x_grad, 1e-5);
+            let dw = values(Tensor::<B, 2>::from_primitive(
+                burn::tensor::TensorPrimitive::Float(dw),
+            ));
+            assert_close(&what("weight gradient"), &dw, &e.weight_grad, 1e-5);
+        }
     }
 }
 

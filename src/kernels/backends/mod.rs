@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | [`autodiff`] | `Autodiff<B>` for any `B` below | one backward node per call, the inner backend's backward ops |
 //! | [`host`] | `NdArray<E, I, Q>`, `Flex` | the CPU kernels on `f32`; other dtypes take the fallback |
-//! | [`cube`] | `CubeBackend<R, F, I, BT>`, every CubeCL runtime | the crate's CubeCL depthwise kernels (`f32`); Burn's ops for the pointwise conv and BatchNorm |
+//! | [`cube`] | `CubeBackend<R, F, I, BT>`, every CubeCL runtime | the crate's CubeCL depthwise kernels (`f32`); Burn's `matmul` (one GEMM over all positions on small maps) and element-wise ops for the pointwise conv and BatchNorm |
 //! | [`fusion`] | `Fusion<B>` for any `B: FusionBackend` | one custom stream operation calling `B`'s op |
 //! | [`others`] | `Candle`, `LibTorch`, `BackendRouter`, `Dispatch` | Burn's ops; Candle's depthwise gradients and the router's and Dispatch's input gradient as forward convs |
 //!

@@ -8,9 +8,10 @@
 //! dilated kernel. Other dtypes take the trait defaults (Burn's ops, with that stride case
 //! worked around by [`fallback::x_backward_spreading_wide_strides`]).
 //!
-//! The pointwise conv and the fused BatchNorm + activation stay on Burn's ops (the trait
-//! defaults): the first is one `matmul` (Burn's GEMM kernels), the second element-wise
-//! work that Burn's fusion compiles into few kernels.
+//! The pointwise conv and the fused BatchNorm + activation stay on Burn's ops: the first is
+//! Burn's `matmul` (its GEMM kernels; on small maps as one product over all positions,
+//! measured 8–14× faster there), the second element-wise work that Burn's fusion compiles
+//! into few kernels (the trait defaults).
 
 mod kernels;
 
@@ -25,13 +26,55 @@ use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElemen
 
 use crate::kernels::{
     DepthwiseBackend, DepthwiseOptions, NormActBackend, PointwiseBackend, fallback,
+    fallback_pointwise_forward, fallback_pointwise_weight_backward, fallback_pointwise_x_backward,
+    pointwise_rows_forward, pointwise_rows_weight_backward, pointwise_rows_x_backward,
 };
 use kernels::{Geometry, XGradAxis};
 
-/// Pointwise conv through the default (Burn `matmul`) implementations.
+/// Maps of at most this many positions take the pointwise conv as one GEMM over `N·H·W`
+/// rows; larger ones the default `N` batched products (lavapipe, BENCHMARKS.md: the rows
+/// form is 8–14× faster at 2×2 and 1×1, 1.1–1.2× slower at 8×8 and 16×16).
+const POINTWISE_ROWS_MAX_PLANE: usize = 16;
+
+fn small_plane<R: CubeRuntime>(t: &CubeTensor<R>) -> bool {
+    let [_, _, h, w] = t.shape().dims::<4>();
+    h * w <= POINTWISE_ROWS_MAX_PLANE
+}
+
+/// Pointwise conv through Burn's `matmul`: batched per image on large maps, one GEMM over
+/// all positions on small ones.
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> PointwiseBackend
     for CubeBackend<R, F, I, BT>
 {
+    fn pointwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        if small_plane(&x) {
+            pointwise_rows_forward::<Self>(x, weight)
+        } else {
+            fallback_pointwise_forward::<Self>(x, weight)
+        }
+    }
+
+    fn pointwise_conv2d_x_backward(
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        if small_plane(&output_grad) {
+            pointwise_rows_x_backward::<Self>(weight, output_grad)
+        } else {
+            fallback_pointwise_x_backward::<Self>(weight, output_grad)
+        }
+    }
+
+    fn pointwise_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        if small_plane(&x) {
+            pointwise_rows_weight_backward::<Self>(x, output_grad)
+        } else {
+            fallback_pointwise_weight_backward::<Self>(x, output_grad)
+        }
+    }
 }
 
 /// Fused BatchNorm + activation through the default (Burn tensor op) implementations.
