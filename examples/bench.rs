@@ -49,6 +49,9 @@ struct Args {
     /// Skip the end-to-end MobileNetV2 case.
     #[arg(long)]
     skip_end_to_end: bool,
+    /// Skip the pointwise-conv table.
+    #[arg(long)]
+    skip_pointwise: bool,
     /// Batch size of the layer table (the MobileNet layer shapes keep their channels and
     /// maps; 64 is the CPU table, GPUs take more).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
@@ -105,9 +108,20 @@ struct Report {
     repeats: u32,
     end_to_end: Vec<EndToEnd>,
     layers: Vec<Row>,
+    /// The pointwise (1×1) conv, forward and both gradients, in its Burn-op formulations.
+    pointwise: Vec<Row>,
 }
 
 const E2E_CLASSES: usize = 10;
+
+/// MobileNetV2's 1×1 convs at 32×32 input: `[in, H, W]` → out channels (batch:
+/// `--layer-batch`), from an early expansion to the last projection.
+const POINTWISE: [([usize; 3], usize); 4] = [
+    ([16, 16, 16], 96),
+    ([144, 8, 8], 24),
+    ([576, 2, 2], 96),
+    ([960, 1, 1], 160),
+];
 
 /// Peak resident set size of this process in MB, from `/proc/self/status` (0 elsewhere).
 fn peak_rss_mb() -> f64 {
@@ -343,6 +357,11 @@ fn bench<B: DepthwiseBackend>(args: &Args, device: &B::Device) -> Report {
             });
         }
     }
+    let pointwise = if args.skip_pointwise {
+        Vec::new()
+    } else {
+        pointwise_rows::<B>(name, device, args)
+    };
     Report {
         tool: "examples/bench.rs",
         backend: name.to_string(),
@@ -350,7 +369,72 @@ fn bench<B: DepthwiseBackend>(args: &Args, device: &B::Device) -> Report {
         repeats: args.repeats,
         end_to_end,
         layers: rows,
+        pointwise,
     }
+}
+
+/// The pointwise conv, forward and forward + both gradients: the backend's op (`dwconv-`),
+/// and each Burn-op formulation it chooses between, `N` batched products (`batched-`) and
+/// one GEMM over `N·H·W` rows (`rows-`).
+fn pointwise_rows<B: DepthwiseBackend>(name: &str, device: &B::Device, args: &Args) -> Vec<Row> {
+    use dwconv::kernels::{
+        fallback_pointwise_forward, fallback_pointwise_weight_backward,
+        fallback_pointwise_x_backward, pointwise_rows_forward, pointwise_rows_weight_backward,
+        pointwise_rows_x_backward,
+    };
+    type Op<B> = fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
+    let forms: [(&str, Op<B>, Op<B>, Op<B>); 3] = [
+        (
+            "dwconv",
+            B::pointwise_conv2d,
+            B::pointwise_conv2d_x_backward,
+            B::pointwise_conv2d_weight_backward,
+        ),
+        (
+            "batched",
+            fallback_pointwise_forward::<B>,
+            fallback_pointwise_x_backward::<B>,
+            fallback_pointwise_weight_backward::<B>,
+        ),
+        (
+            "rows",
+            pointwise_rows_forward::<B>,
+            pointwise_rows_x_backward::<B>,
+            pointwise_rows_weight_backward::<B>,
+        ),
+    ];
+    let n = args.layer_batch as usize;
+    let mut rows = Vec::new();
+    for ([c, h, w], out) in POINTWISE {
+        let rand = |s: [usize; 4]| {
+            Tensor::<B, 4>::random(s, Distribution::Default, device)
+                .into_primitive()
+                .tensor()
+        };
+        let (x, grad) = (rand([n, c, h, w]), rand([n, out, h, w]));
+        let weight = Tensor::<B, 2>::random([out, c], Distribution::Default, device)
+            .into_primitive()
+            .tensor();
+        for (form, forward, x_backward, weight_backward) in forms {
+            let forward_ms = time::<B>(device, args.repeats, || {
+                vec![forward(x.clone(), weight.clone())]
+            });
+            let forward_backward_ms = time::<B>(device, args.repeats, || {
+                vec![
+                    forward(x.clone(), weight.clone()),
+                    x_backward(weight.clone(), grad.clone()),
+                    weight_backward(x.clone(), grad.clone()),
+                ]
+            });
+            rows.push(Row {
+                layer: format!("1x1 [{n},{c},{h},{w}]->{out}"),
+                implementation: format!("{form}-{name}"),
+                forward_ms,
+                forward_backward_ms,
+            });
+        }
+    }
+    rows
 }
 
 fn print_report(args: &Args, report: &Report) {
@@ -370,6 +454,12 @@ fn print_report(args: &Args, report: &Report) {
         "layer", "implementation", "fwd", "fwd+bwd"
     );
     for r in &report.layers {
+        println!(
+            "{:<26}{:<24}{:>10.2}{:>12.2}",
+            r.layer, r.implementation, r.forward_ms, r.forward_backward_ms
+        );
+    }
+    for r in &report.pointwise {
         println!(
             "{:<26}{:<24}{:>10.2}{:>12.2}",
             r.layer, r.implementation, r.forward_ms, r.forward_backward_ms

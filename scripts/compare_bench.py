@@ -6,7 +6,8 @@
 
 Rows are grouped by layer; every implementation gets its forward and forward+backward
 time, and the ratio columns compare each dwconv row with PyTorch's best (the faster of
-NCHW and channels_last) and with Burn's stock grouped conv on the same backend.
+NCHW and channels_last) and with Burn's stock grouped conv on the same backend. The
+pointwise table compares each formulation of the 1x1 conv with the batched one.
 """
 
 import json
@@ -14,7 +15,7 @@ import sys
 
 
 def load(paths):
-    layers, e2e = {}, {}
+    layers, e2e, pointwise = {}, {}, {}
     for path in paths:
         with open(path) as f:
             report = json.load(f)
@@ -22,7 +23,9 @@ def load(paths):
             layers.setdefault(row["layer"], {})[row["implementation"]] = row
         for row in report.get("end_to_end", []):
             e2e.setdefault(row["model"], {})[row["implementation"]] = row
-    return layers, e2e
+        for row in report.get("pointwise", []):
+            pointwise.setdefault(row["layer"], {})[row["implementation"]] = row
+    return layers, e2e, pointwise
 
 
 def best_torch(rows, key):
@@ -36,9 +39,11 @@ def best_torch(rows, key):
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    layers, e2e = load(sys.argv[1:])
-    print("| layer | implementation | fwd ms | f+b ms | f+b vs PyTorch best | f+b vs Burn stock |")
-    print("|---|---|---:|---:|---:|---:|")
+    layers, e2e, pointwise = load(sys.argv[1:])
+    if layers:
+        print("| layer | implementation | fwd ms | f+b ms | f+b vs PyTorch best "
+              "| f+b vs Burn stock |")
+        print("|---|---|---:|---:|---:|---:|")
     for layer, rows in layers.items():
         torch_best = best_torch(rows, "forward_backward_ms")
         for name, r in sorted(rows.items()):
@@ -68,6 +73,20 @@ def main():
                 print(f"| {model} | {name} | {r['train_images_per_s']:.1f} "
                       f"| {r['infer_images_per_s']:.1f} | {vs_train} | {vs_infer} "
                       f"| {r['peak_rss_mb']:.0f} |")
+
+
+    if pointwise:
+        print()
+        print("| 1x1 conv | implementation | fwd ms | f+b ms | f+b vs batched |")
+        print("|---|---|---:|---:|---:|")
+        for layer, rows in pointwise.items():
+            for name, r in sorted(rows.items()):
+                backend = name.split("-", 1)[1]
+                batched = rows.get(f"batched-{backend}")
+                ratio = f"{batched['forward_backward_ms'] / r['forward_backward_ms']:.2f}x" \
+                    if batched else ""
+                print(f"| {layer} | {name} | {r['forward_ms']:.2f} | "
+                      f"{r['forward_backward_ms']:.2f} | {ratio} |")
 
 
 if __name__ == "__main__":
