@@ -383,7 +383,9 @@ fn pointwise_rows<B: DepthwiseBackend>(name: &str, device: &B::Device, args: &Ar
         pointwise_rows_x_backward,
     };
     type Op<B> = fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
-    let forms: [(&str, Op<B>, Op<B>, Op<B>); 3] = [
+    /// Name, forward, input gradient, weight gradient.
+    type Form<B> = (&'static str, Op<B>, Op<B>, Op<B>);
+    let forms: [Form<B>; 3] = [
         (
             "dwconv",
             B::pointwise_conv2d,

@@ -102,8 +102,10 @@ test_on_every_backend!(pointwise_matches_reference);
 #[test]
 fn fallback_matches_reference() {
     type B = NdArray;
-    type Forward = fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
-    let forms: [(&str, Forward, Forward, Forward); 2] = [
+    type Op = fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
+    /// Name, forward, input gradient, weight gradient.
+    type Form = (&'static str, Op, Op, Op);
+    let forms: [Form; 2] = [
         (
             "batched",
             fallback_pointwise_forward::<B>,
