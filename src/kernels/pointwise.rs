@@ -97,7 +97,7 @@ fn from_rows<B: Backend>(rows: Tensor<B, 2>, [n, h, w]: [usize; 3]) -> FloatTens
 /// [`PointwiseBackend::pointwise_conv2d`] as one GEMM over `N·H·W` rows:
 /// `[N·H·W, in] × [in, out]`. Where maps are small (MobileNet's last stages: 4×4 down to
 /// 1×1) this beats [`fallback_forward`]'s `N` batched products with `H·W` columns each (on
-/// CubeCL: 8–14× on lavapipe, BENCHMARKS.md); on large maps the two permutes cost more
+/// CubeCL: 10–17× on lavapipe, BENCHMARKS.md); on large maps the two permutes cost more
 /// than they save.
 pub fn rows_forward<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>) -> FloatTensor<B> {
     let [n, _, h, w] = super::primitive_dims::<B>(&x);

@@ -10,7 +10,7 @@
 //!
 //! The pointwise conv and the fused BatchNorm + activation stay on Burn's ops: the first is
 //! Burn's `matmul` (its GEMM kernels; on small maps as one product over all positions,
-//! measured 8–14× faster there), the second element-wise work that Burn's fusion compiles
+//! measured 10–17× faster there on lavapipe), the second element-wise work that Burn's fusion compiles
 //! into few kernels (the trait defaults).
 
 mod kernels;
@@ -33,7 +33,7 @@ use kernels::{Geometry, XGradAxis};
 
 /// Maps of at most this many positions take the pointwise conv as one GEMM over `N·H·W`
 /// rows; larger ones the default `N` batched products (lavapipe, BENCHMARKS.md: the rows
-/// form is 8–14× faster at 2×2 and 1×1, 1.1–1.2× slower at 8×8 and 16×16).
+/// form is 10.5× and 17× faster at 2×2 and 1×1, 0.84–0.87× as fast at 8×8 and 16×16).
 const POINTWISE_ROWS_MAX_PLANE: usize = 16;
 
 fn small_plane<R: CubeRuntime>(t: &CubeTensor<R>) -> bool {
