@@ -1,12 +1,15 @@
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
 
 use super::spec::{Architecture, Block, MobileNetSpec};
 use crate::kernels::DepthwiseBackend;
-use crate::nn::{Activation, ConvNormAct, ConvNormActConfig, LayerInfo, LayerKind, TorchKeys};
+use crate::nn::{
+    Activation, ConvNormAct, ConvNormActConfig, CrossEntropyLoss, CrossEntropyLossConfig,
+    LayerInfo, LayerKind, TorchKeys,
+};
 
 /// The strides at which [`MobileNet::forward_features`] returns feature maps.
 pub const FEATURE_STRIDES: [usize; 4] = [4, 8, 16, 32];
@@ -134,6 +137,7 @@ impl MobileNetConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             classifier,
             architecture: self.architecture,
+            train_loss: CrossEntropyLossConfig::new().init(),
         })
     }
 }
@@ -172,6 +176,9 @@ pub struct MobileNet<B: Backend> {
     pub classifier: Linear<B>,
     /// The variant.
     pub architecture: Architecture,
+    /// The training loss of [`Self::forward_loss`]: cross-entropy with the label smoothing
+    /// set by [`Self::with_label_smoothing`] (none by default). A constant, not a parameter.
+    pub train_loss: CrossEntropyLoss,
 }
 
 impl<B: Backend> MobileNet<B> {
@@ -183,6 +190,20 @@ impl<B: Backend> MobileNet<B> {
     /// Smallest input height and width the network accepts (its total stride).
     pub fn min_input_size(&self) -> usize {
         FEATURE_STRIDES[FEATURE_STRIDES.len() - 1]
+    }
+
+    /// The model with label smoothing `smoothing` in its training loss
+    /// ([`Self::forward_loss`]), or an error naming a value outside `[0, 1)`.
+    pub fn with_label_smoothing(mut self, smoothing: f64) -> crate::Result<Self> {
+        self.train_loss = CrossEntropyLossConfig::new()
+            .with_smoothing(smoothing)
+            .try_init()?;
+        Ok(self)
+    }
+
+    /// The label smoothing of the training loss.
+    pub fn label_smoothing(&self) -> f64 {
+        self.train_loss.smoothing()
     }
 
     /// Checks an image batch shape: `[N, 3, H, W]` with `N >= 1` and `H, W >= 32`.
@@ -329,6 +350,23 @@ impl Unit {
 }
 
 impl<B: DepthwiseBackend> MobileNet<B> {
+    /// Logits and the training loss of a labelled batch: the step both training loops
+    /// (the crate's [`crate::train::run`] and, with the `train` feature, burn-train's
+    /// `TrainStep`) run.
+    ///
+    /// # Shapes
+    /// - images: `[N, 3, H, W]`
+    /// - targets: `[N]`, class indices
+    /// - output: (loss `[1]`, logits `[N, num_classes]`)
+    pub fn forward_loss(
+        &self,
+        images: Tensor<B, 4>,
+        targets: Tensor<B, 1, Int>,
+    ) -> (Tensor<B, 1>, Tensor<B, 2>) {
+        let logits = self.forward(images);
+        (self.train_loss.forward(logits.clone(), targets), logits)
+    }
+
     /// Class logits of a batch of images.
     ///
     /// # Shapes

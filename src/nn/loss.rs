@@ -50,6 +50,11 @@ pub struct CrossEntropyLoss {
 }
 
 impl CrossEntropyLoss {
+    /// The label smoothing `α`.
+    pub fn smoothing(&self) -> f64 {
+        self.smoothing
+    }
+
     /// The mean loss of `logits` against `targets`.
     ///
     /// # Shapes

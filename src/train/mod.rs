@@ -18,12 +18,14 @@
 //! model initialisation, each epoch's shuffle and augmentation, and dropout (the backend is
 //! re-seeded at each epoch) come from the seed; every reduction in the crate's kernels has
 //! a fixed order for a given thread count; the loss's gradient is exact (see
-//! [`CrossEntropyLoss`]); and checkpoints hold tensors by module path, not by Burn's
+//! [`CrossEntropyLoss`](crate::nn::CrossEntropyLoss)); and checkpoints hold tensors by module path, not by Burn's
 //! random parameter ids. Two runs of the same command write the same bytes (timings
 //! aside), and a run killed at any point and resumed from its checkpoint continues exactly
 //! as the uninterrupted one.
 
 mod checkpoint;
+#[cfg(feature = "train")]
+pub mod learner;
 mod metrics;
 mod schedule;
 
@@ -64,7 +66,7 @@ use crate::data::{
 };
 use crate::kernels::DepthwiseBackend;
 use crate::models::{MobileNet, MobileNetConfig};
-use crate::nn::{CrossEntropyLoss, CrossEntropyLossConfig};
+use crate::nn::CrossEntropyLossConfig;
 
 /// The optimiser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,7 +380,10 @@ impl<B: AutodiffBackend + DepthwiseBackend, O> TrainState<B, O> {
     fn initial(config: &TrainingConfig, device: &B::Device, optimizer: O) -> crate::Result<Self> {
         B::seed(device, config.seed);
         Ok(TrainState {
-            model: config.model.try_init::<B>(device)?,
+            model: config
+                .model
+                .try_init::<B>(device)?
+                .with_label_smoothing(config.label_smoothing)?,
             optimizer,
             step: 0,
             history: Vec::new(),
@@ -518,15 +523,7 @@ where
     O: Optimizer<MobileNet<B>, B, Record = HashMap<ParamId, R>>,
     R: Record<B>,
 {
-    let config_path = dir.join(files::CONFIG);
-    let saved = TrainingConfig::load(&config_path)
-        .map_err(|e| file_error(&config_path, format!("cannot resume: {e}")))?;
-    if saved.to_string() != config.to_string() {
-        return Err(Error::Config(format!(
-            "cannot resume: the configuration differs from the saved {}",
-            config_path.display()
-        )));
-    }
+    check_saved_config(config, dir)?;
     let checkpoint_path = dir.join(files::CHECKPOINT);
     let metrics_path = dir.join(files::METRICS);
     // Built as a fresh run is, so that a run without a checkpoint starts over exactly.
@@ -563,6 +560,20 @@ where
     })
 }
 
+/// Checks that `config` is the one saved in `dir` (a run to resume).
+fn check_saved_config(config: &TrainingConfig, dir: &Path) -> crate::Result<()> {
+    let config_path = dir.join(files::CONFIG);
+    let saved = TrainingConfig::load(&config_path)
+        .map_err(|e| file_error(&config_path, format!("cannot resume: {e}")))?;
+    if saved.to_string() != config.to_string() {
+        return Err(Error::Config(format!(
+            "cannot resume: the configuration differs from the saved {}",
+            config_path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// What every epoch of a run uses: data, workers, batcher, loss, schedule.
 struct EpochRunner<'a, B: Backend> {
     config: &'a TrainingConfig,
@@ -571,7 +582,6 @@ struct EpochRunner<'a, B: Backend> {
     device: &'a B::Device,
     workers: rayon::ThreadPool,
     batcher: ImageBatcher,
-    loss: CrossEntropyLoss,
     schedule: Schedule,
     /// Images trained and seconds spent training in this process.
     trained: (usize, f64),
@@ -604,9 +614,6 @@ where
             device,
             workers,
             batcher: ImageBatcher::new(data.normalization),
-            loss: CrossEntropyLossConfig::new()
-                .with_smoothing(config.label_smoothing)
-                .try_init()?,
             schedule: Schedule::new(config, data.train.len()),
             trained: (0, 0.0),
         })
@@ -657,8 +664,9 @@ where
         for indices in order.chunks(config.batch_size) {
             let batch = self.train_batch(epoch, indices);
             lr = self.schedule.lr(config, state.step);
-            let logits = state.model.forward(batch.images);
-            let loss = self.loss.forward(logits.clone(), batch.targets.clone());
+            let (loss, logits) = state
+                .model
+                .forward_loss(batch.images, batch.targets.clone());
             let batch_loss: f64 = loss.clone().into_scalar().elem();
             let grads = GradientsParams::from_grads(loss.backward(), &state.model);
             state.model = state.optimizer.step(lr, state.model, grads);
