@@ -3,6 +3,8 @@
 mod common;
 mod cost;
 mod kernels;
+#[cfg(feature = "train")]
+mod learner;
 mod loss;
 mod models;
 mod modules;

@@ -1,0 +1,163 @@
+//! Trains a MobileNet with Burn's own training stack (burn-train's `SupervisedTraining`):
+//! accuracy, loss and learning-rate metrics on Burn's dashboard (plain lines when stdout
+//! is not a terminal), Burn's file checkpointer with `--resume`, and data-parallel
+//! training on several devices (`--devices N`) or processes and machines (`--ddp`).
+//! The training flags are those of `examples/train.rs`.
+//!
+//! ```text
+//! cargo run --release --features train --example learner
+//! cargo run --release --features train --example learner -- --resume
+//! cargo run --release --features train --example learner -- --devices 2
+//! # two processes (on one machine, or on two with their own addresses):
+//! cargo run --release --features train --example learner -- --ddp --nodes 2 --node-rank 0 \
+//!     --orchestrator 127.0.0.1:3000 --node-address 127.0.0.1:3001 --artifact-dir artifacts/node0
+//! cargo run --release --features train --example learner -- --ddp --nodes 2 --node-rank 1 \
+//!     --orchestrator 127.0.0.1:3000 --node-address 127.0.0.1:3002 --artifact-dir artifacts/node1
+//! ```
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use burn::backend::Autodiff;
+use burn::tensor::Device;
+use clap::Parser;
+use dwconv::backend::{BACKEND_NAME, DefaultBackend, check_backend_name};
+use dwconv::kernels::AutodiffDepthwiseBackend;
+use dwconv::train::TrainingConfig;
+use dwconv::train::learner::{
+    Cluster, DataParallel, LearnerOptions, LearnerReport, Parallelism, learn, start_orchestrator,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Train a MobileNet with burn-train's SupervisedTraining (dashboard, \
+                   checkpoints, multi-device and distributed data parallel)"
+)]
+struct Args {
+    #[command(flatten)]
+    train: cli::TrainArgs,
+    /// Where Burn's checkpoints and metric logs go.
+    #[arg(long, default_value = "artifacts/learner")]
+    artifact_dir: PathBuf,
+    /// Continue the run in --artifact-dir from its last checkpoint (uses its config.json).
+    #[arg(long)]
+    resume: bool,
+    /// No dashboard or metric lines.
+    #[arg(long)]
+    quiet: bool,
+    /// Backend, among those this build has (cargo features): ndarray, flex, wgpu, or the
+    /// feature-selected one (`dwconv::backend::DefaultBackend`, the default).
+    #[arg(long, default_value = BACKEND_NAME, value_parser = check_backend_name)]
+    backend: String,
+    /// Devices on this node: without --ddp, burn-train's multi-device strategy (gradients
+    /// summed on the first device); with --ddp, one replica each. The replicas go on the
+    /// backend's default device (a CPU backend has one: they share its cores).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    devices: u32,
+    /// Distributed data parallel over burn-collective: replicas that average their
+    /// gradients, on --devices devices of each of --nodes processes.
+    #[arg(long)]
+    ddp: bool,
+    /// With --ddp: number of processes (nodes), on this machine or others.
+    #[arg(long, default_value_t = 1, requires = "ddp", value_parser = clap::value_parser!(u32).range(1..))]
+    nodes: u32,
+    /// With --ddp: this process's index in 0..nodes (node 0 also runs the orchestrator).
+    #[arg(long, default_value_t = 0, requires = "ddp")]
+    node_rank: u32,
+    /// With --ddp and --nodes > 1: host:port of the orchestrator (node 0's machine).
+    #[arg(long, default_value = "127.0.0.1:3000", requires = "ddp")]
+    orchestrator: String,
+    /// With --ddp and --nodes > 1: host:port at which the other nodes reach this one (it
+    /// listens on the port).
+    #[arg(long, default_value = "127.0.0.1:3001", requires = "ddp")]
+    node_address: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match cli::training_config(&args.train, args.resume, &args.artifact_dir) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", cli::describe(&args.backend, &config));
+    let result = match args.backend.as_str() {
+        #[cfg(feature = "ndarray")]
+        "ndarray" => learn_on::<Autodiff<burn::backend::NdArray>>(&args, &config),
+        #[cfg(feature = "flex")]
+        "flex" => learn_on::<Autodiff<burn::backend::Flex>>(&args, &config),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => learn_on::<Autodiff<burn::backend::Wgpu>>(&args, &config),
+        // The feature-selected backend (cuda, candle, ...): the parser let nothing else by.
+        _ => learn_on::<Autodiff<DefaultBackend>>(&args, &config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn learn_on<B: AutodiffDepthwiseBackend>(
+    args: &Args,
+    config: &TrainingConfig,
+) -> dwconv::Result<()> {
+    let device = Device::<B>::default();
+    let devices = vec![device.clone(); args.devices as usize];
+    let parallelism = if args.ddp {
+        let cluster = (args.nodes > 1).then(|| Cluster {
+            nodes: args.nodes,
+            rank: args.node_rank,
+            orchestrator: args.orchestrator.clone(),
+            node_address: args.node_address.clone(),
+        });
+        if let Some(cluster) = &cluster
+            && cluster.rank == 0
+        {
+            let port = cluster
+                .orchestrator
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+                .ok_or_else(|| {
+                    dwconv::Error::Config(format!(
+                        "--orchestrator must be host:port, got '{}'",
+                        cluster.orchestrator
+                    ))
+                })?;
+            start_orchestrator(port)?;
+            println!("orchestrator listening on port {port}");
+        }
+        Parallelism::DataParallel(DataParallel { devices, cluster })
+    } else if devices.len() > 1 {
+        Parallelism::MultiDevice(devices)
+    } else {
+        Parallelism::Single(device)
+    };
+    let mut options = LearnerOptions::new(&args.artifact_dir, Device::<B>::default());
+    options.resume = args.resume;
+    options.render = !args.quiet;
+    options.parallelism = parallelism;
+    let report: LearnerReport<B::InnerBackend> = learn::<B>(config, &options)?;
+    println!(
+        "validation accuracy {:.4}, loss {:.4} after {} epochs; {:.1} training images/s on this node ({:.1} s)",
+        report.valid_accuracy,
+        report.valid_loss,
+        report.epochs,
+        report.images_per_second,
+        report.seconds
+    );
+    if !report.replica_digests.is_empty() {
+        println!("replica weight digests: {:x?}", report.replica_digests);
+    }
+    println!(
+        "Burn's checkpoints and metric logs in {}",
+        args.artifact_dir.display()
+    );
+    Ok(())
+}
