@@ -8,11 +8,11 @@
 //! cargo run --release --features train --example learner
 //! cargo run --release --features train --example learner -- --resume
 //! cargo run --release --features train --example learner -- --devices 2
-//! # two processes (on one machine, or on two with their own addresses):
+//! # two processes (on two machines: --master is node 0's address, reachable by node 1):
 //! cargo run --release --features train --example learner -- --ddp --nodes 2 --node-rank 0 \
-//!     --orchestrator 127.0.0.1:3000 --node-address 127.0.0.1:3001 --artifact-dir artifacts/node0
+//!     --master 127.0.0.1:29500 --artifact-dir artifacts/node0
 //! cargo run --release --features train --example learner -- --ddp --nodes 2 --node-rank 1 \
-//!     --orchestrator 127.0.0.1:3000 --node-address 127.0.0.1:3002 --artifact-dir artifacts/node1
+//!     --master 127.0.0.1:29500 --artifact-dir artifacts/node1
 //! ```
 
 mod cli;
@@ -27,7 +27,7 @@ use dwconv::backend::{BACKEND_NAME, DefaultBackend, check_backend_name};
 use dwconv::kernels::AutodiffDepthwiseBackend;
 use dwconv::train::TrainingConfig;
 use dwconv::train::learner::{
-    Cluster, DataParallel, LearnerOptions, LearnerReport, Parallelism, learn, start_orchestrator,
+    Cluster, DataParallel, LearnerOptions, LearnerReport, Parallelism, learn,
 };
 
 #[derive(Parser, Debug)]
@@ -63,16 +63,13 @@ struct Args {
     /// With --ddp: number of processes (nodes), on this machine or others.
     #[arg(long, default_value_t = 1, requires = "ddp", value_parser = clap::value_parser!(u32).range(1..))]
     nodes: u32,
-    /// With --ddp: this process's index in 0..nodes (node 0 also runs the orchestrator).
+    /// With --ddp: this process's index in 0..nodes (it trains on that shard of the data).
     #[arg(long, default_value_t = 0, requires = "ddp")]
     node_rank: u32,
-    /// With --ddp and --nodes > 1: host:port of the orchestrator (node 0's machine).
-    #[arg(long, default_value = "127.0.0.1:3000", requires = "ddp")]
-    orchestrator: String,
-    /// With --ddp and --nodes > 1: host:port at which the other nodes reach this one (it
-    /// listens on the port).
-    #[arg(long, default_value = "127.0.0.1:3001", requires = "ddp")]
-    node_address: String,
+    /// With --ddp and --nodes > 1: host:port of node 0, which listens there; the other
+    /// nodes connect to it.
+    #[arg(long, default_value = "127.0.0.1:29500", requires = "ddp")]
+    master: String,
 }
 
 fn main() -> ExitCode {
@@ -114,25 +111,8 @@ fn learn_on<B: AutodiffDepthwiseBackend>(
         let cluster = (args.nodes > 1).then(|| Cluster {
             nodes: args.nodes,
             rank: args.node_rank,
-            orchestrator: args.orchestrator.clone(),
-            node_address: args.node_address.clone(),
+            master: args.master.clone(),
         });
-        if let Some(cluster) = &cluster
-            && cluster.rank == 0
-        {
-            let port = cluster
-                .orchestrator
-                .rsplit_once(':')
-                .and_then(|(_, port)| port.parse::<u16>().ok())
-                .ok_or_else(|| {
-                    dwconv::Error::Config(format!(
-                        "--orchestrator must be host:port, got '{}'",
-                        cluster.orchestrator
-                    ))
-                })?;
-            start_orchestrator(port)?;
-            println!("orchestrator listening on port {port}");
-        }
         Parallelism::DataParallel(DataParallel { devices, cluster })
     } else if devices.len() > 1 {
         Parallelism::MultiDevice(devices)

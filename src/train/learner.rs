@@ -12,12 +12,14 @@
 //! - [`learn`]: a [`TrainingConfig`] trained through `SupervisedTraining` (metrics, Burn's
 //!   dashboard, Burn's file checkpointer and resume), on one device, on several with
 //!   burn-train's multi-device strategy, or data-parallel with [`DataParallel`].
-//! - [`DataParallel`]: distributed data parallel over burn-collective. Every device of
-//!   every node (process) holds a replica; each step, every replica trains on its own
-//!   batch and the replicas average their gradients (all-reduce), so they stay equal.
-//!   Nodes find each other through an orchestrator ([`start_orchestrator`]) and exchange
-//!   tensors over WebSockets, on one machine or many. burn-train 0.21's own DDP strategy
-//!   needs a backend with device collectives (CUDA); this one runs on every backend.
+//! - [`DataParallel`]: distributed data parallel. Every device of every node (process)
+//!   holds a replica; each step, every replica trains on its own batch and the replicas
+//!   average their gradients, so they stay equal. Replicas of one process meet through
+//!   burn-collective's local server; processes, on one machine or many, through a TCP
+//!   star around node 0 (see [`Cluster`]; burn-collective 0.21's own multi-node mode hangs
+//!   in its second operation, see the `node_link` module). burn-train 0.21's own DDP
+//!   strategy needs a backend with device collectives (CUDA); this one runs on every
+//!   backend.
 
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
@@ -33,9 +35,9 @@ use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer, SgdConfig};
-use burn::record::CompactRecorder;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::{AutodiffBackend, Backend, DeviceOps};
-use burn::tensor::{ElementConversion, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::renderer::{
     EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
@@ -48,6 +50,8 @@ use burn::train::{
     TrainingComponents, TrainingItem, TrainingModel, TrainingStrategy, ValidLoader,
 };
 use burn_collective::{CollectiveConfig, PeerId, ReduceOperation};
+
+use super::node_link::NodeLink;
 
 use super::{TrainingConfig, load_data, prepare_artifact_dir, stream};
 use crate::Error;
@@ -167,42 +171,39 @@ impl<B: Backend> Batcher<B, ImageItem, ImageBatch<B>> for AugmentingBatcher {
     }
 }
 
-/// Where the nodes of a multi-process [`DataParallel`] run meet.
+/// The processes (nodes) of a multi-process [`DataParallel`] run and where they meet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cluster {
     /// Number of nodes (processes), at least 1.
     pub nodes: u32,
     /// This node's index in `0..nodes`: it trains on shard `rank` of the training set.
     pub rank: u32,
-    /// `host:port` of the orchestrator (see [`start_orchestrator`]; node 0 usually runs it).
-    pub orchestrator: String,
-    /// `host:port` at which the other nodes reach this node's tensor service; the port is
-    /// where this node listens.
-    pub node_address: String,
+    /// `host:port` of node 0, which listens there and which every other node connects to:
+    /// on several machines, an address of node 0's machine that the others can reach.
+    pub master: String,
 }
 
 impl Cluster {
-    fn check(&self) -> crate::Result<u16> {
+    fn check(&self) -> crate::Result<()> {
         if self.nodes == 0 || self.rank >= self.nodes {
             return Err(Error::Config(format!(
                 "node rank must be in 0..{} (the number of nodes), got {}",
                 self.nodes, self.rank
             )));
         }
-        let port = |address: &str, what: &str| {
-            address
-                .rsplit_once(':')
-                .and_then(|(host, port)| (!host.is_empty()).then_some(port))
-                .and_then(|port| port.parse::<u16>().ok())
-                .filter(|&port| port != 0)
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "{what} must be host:port with a port in 1..=65535, got '{address}'"
-                    ))
-                })
-        };
-        port(&self.orchestrator, "the orchestrator address")?;
-        port(&self.node_address, "the node address")
+        let port = self
+            .master
+            .rsplit_once(':')
+            .filter(|(host, _)| !host.is_empty())
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .filter(|&port| port != 0);
+        match port {
+            Some(_) => Ok(()),
+            None => Err(Error::Config(format!(
+                "the master address must be host:port with a port in 1..=65535, got '{}'",
+                self.master
+            ))),
+        }
     }
 }
 
@@ -441,7 +442,7 @@ where
     let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .metric_train_numeric(LearningRateMetric::new())
-        .with_file_checkpointer(CompactRecorder::new())
+        .with_file_checkpointer(NamedMpkFileRecorder::<FullPrecisionSettings>::new())
         .with_training_strategy(strategy)
         .num_epochs(last_epoch);
     if !options.render {
@@ -496,25 +497,6 @@ fn last_checkpoint(dir: &Path) -> Option<usize> {
         .max()
 }
 
-/// Starts burn-collective's orchestrator, which the nodes of a [`Cluster`] register
-/// with, listening on `port` on every interface, in a background thread that lives as
-/// long as the process. Fails if the port is taken.
-pub fn start_orchestrator(port: u16) -> crate::Result<()> {
-    // The orchestrator only logs a failure to bind: check the port first.
-    std::net::TcpListener::bind(("0.0.0.0", port))
-        .map_err(|e| Error::Config(format!("cannot listen on orchestrator port {port}: {e}")))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Config(format!("cannot start the orchestrator's runtime: {e}")))?;
-    std::thread::Builder::new()
-        .name("collective-orchestrator".into())
-        .spawn(move || runtime.block_on(burn_collective::start_global_orchestrator(port)))
-        .map_err(|e| Error::Config(format!("cannot start the orchestrator thread: {e}")))?;
-    Ok(())
-}
-
 /// A 64-bit FNV-1a digest of every float tensor of `module` (parameters and running
 /// statistics) in module order: equal digests mean equal weights, bit for bit.
 pub fn weights_digest<B: Backend, M: Module<B>>(module: &M) -> u64 {
@@ -541,62 +523,183 @@ pub fn weights_digest<B: Backend, M: Module<B>>(module: &M) -> u64 {
     visitor.0.finish()
 }
 
-/// Averages `grads` over every replica: one all-reduce per parameter, in module order
-/// (the same on every replica, unlike the random parameter ids).
-fn all_reduce_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
-    model: &M,
-    grads: GradientsParams,
+/// One replica's place in the run, and how it averages with the others.
+struct Replica<'a> {
+    /// Its id among this node's burn-collective peers.
     peer: PeerId,
-) -> GradientsParams {
-    struct Reduce {
-        grads: GradientsParams,
-        peer: PeerId,
+    /// Its index among this node's replicas (0 talks to the other nodes).
+    index: usize,
+    /// Replicas on this node.
+    local: usize,
+    /// Replicas in the run.
+    total: usize,
+    /// The other nodes, if any.
+    link: Option<&'a Mutex<NodeLink>>,
+}
+
+impl Replica<'_> {
+    /// The mean over every replica of `values` (the same length on each): a sum over this
+    /// node's replicas (burn-collective), then over the nodes (node 0 sums in rank order)
+    /// and back to every replica; every replica gets the same bits.
+    fn mean<B: Backend>(&self, values: Vec<f32>, device: &B::Device) -> Vec<f32> {
+        let collective_error = |e| panic!("all-reduce failed on {}: {e:?}", self.peer);
+        let to_tensor = |values: Vec<f32>| {
+            let len = values.len();
+            Tensor::<B, 1>::from_data(TensorData::new(values, [len]), device)
+                .into_primitive()
+                .tensor()
+        };
+        let to_values = |primitive| {
+            Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(primitive))
+                .into_data()
+                .into_vec::<f32>()
+                .expect("f32 values")
+        };
+        let mut sum = values;
+        if self.local > 1 {
+            let local =
+                burn_collective::all_reduce::<B>(self.peer, to_tensor(sum), ReduceOperation::Sum)
+                    .unwrap_or_else(collective_error);
+            sum = to_values(local);
+        }
+        if let Some(link) = self.link {
+            if self.local == 1 {
+                sum = link.lock().expect("no replica panicked").sum(sum);
+            } else {
+                // Replica 0 exchanges this node's sum; the others get the total from it.
+                let total = (self.index == 0)
+                    .then(|| to_tensor(link.lock().expect("no replica panicked").sum(sum)));
+                let total = burn_collective::broadcast::<B>(self.peer, total)
+                    .unwrap_or_else(collective_error);
+                sum = to_values(total);
+            }
+        }
+        let scale = 1.0 / self.total as f32;
+        sum.iter_mut().for_each(|v| *v *= scale);
+        sum
     }
-    impl<B: AutodiffBackend> ModuleVisitor<B> for Reduce {
+
+    /// Whether every replica says yes.
+    fn all_agree<B: Backend>(&self, yes: bool, device: &B::Device) -> bool {
+        self.mean::<B>(vec![yes as u8 as f32], device)[0] == 1.0
+    }
+}
+
+/// Averages `grads` over every replica, in module order (the same on every replica, unlike
+/// the random parameter ids), as one buffer.
+fn average_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    mut grads: GradientsParams,
+    replica: &Replica<'_>,
+    device: &B::Device,
+) -> GradientsParams {
+    struct Take<'a> {
+        grads: &'a mut GradientsParams,
+        values: Vec<f32>,
+        taken: Vec<(burn::module::ParamId, Vec<usize>)>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Take<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-                let mean = all_reduce_mean::<B::InnerBackend, D>(grad, self.peer);
-                self.grads.register::<B::InnerBackend, D>(param.id, mean);
+                self.taken.push((param.id, grad.dims().to_vec()));
+                let data = grad.into_data().convert::<f32>();
+                self.values
+                    .extend_from_slice(data.as_slice::<f32>().expect("f32 values"));
             }
         }
     }
-    let mut reduce = Reduce { grads, peer };
-    model.visit(&mut reduce);
-    reduce.grads
+    let mut take = Take {
+        grads: &mut grads,
+        values: Vec::new(),
+        taken: Vec::new(),
+    };
+    model.visit(&mut take);
+    let (values, taken) = (take.values, take.taken);
+    let mean = replica.mean::<B::InnerBackend>(values, device);
+    let mut offset = 0;
+    for (id, dims) in taken {
+        let len: usize = dims.iter().product();
+        let values = mean[offset..offset + len].to_vec();
+        offset += len;
+        register_gradient::<B>(&mut grads, id, values, dims, device);
+    }
+    grads
 }
 
-/// Averages the running statistics (tensors that take no gradient) over every replica.
-fn all_reduce_buffers<B: AutodiffBackend, M: AutodiffModule<B>>(model: M, peer: PeerId) -> M {
-    struct Reduce(PeerId);
-    impl<B: AutodiffBackend> ModuleMapper<B> for Reduce {
+/// Registers a flat gradient under `id` with the rank its shape has.
+fn register_gradient<B: AutodiffBackend>(
+    grads: &mut GradientsParams,
+    id: burn::module::ParamId,
+    values: Vec<f32>,
+    dims: Vec<usize>,
+    device: &B::Device,
+) {
+    fn tensor<B: Backend, const D: usize>(
+        values: Vec<f32>,
+        dims: Vec<usize>,
+        device: &B::Device,
+    ) -> Tensor<B, D> {
+        Tensor::from_data(TensorData::new(values, dims), device)
+    }
+    match dims.len() {
+        1 => grads.register(id, tensor::<B::InnerBackend, 1>(values, dims, device)),
+        2 => grads.register(id, tensor::<B::InnerBackend, 2>(values, dims, device)),
+        3 => grads.register(id, tensor::<B::InnerBackend, 3>(values, dims, device)),
+        4 => grads.register(id, tensor::<B::InnerBackend, 4>(values, dims, device)),
+        rank => panic!("a parameter of rank {rank}: MobileNet has ranks 1 to 4"),
+    }
+}
+
+/// Averages the running statistics (float tensors that take no gradient) over every
+/// replica.
+///
+/// Replicas in one process share their running statistics (Burn's `RunningState` is a
+/// shared, locked value), so the averaging runs between a pass that reads them and one
+/// that writes them, with no lock held: the replicas all write the same mean.
+fn average_buffers<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: M,
+    replica: &Replica<'_>,
+    device: &B::Device,
+) -> M {
+    struct Read(Vec<f32>);
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Read {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let tensor = param.val();
+            if !tensor.is_require_grad() {
+                let data = tensor.into_data().convert::<f32>();
+                self.0
+                    .extend_from_slice(data.as_slice::<f32>().expect("f32 values"));
+            }
+        }
+    }
+    struct Write<'a, B: Backend> {
+        values: &'a [f32],
+        device: &'a B::Device,
+    }
+    impl<B: AutodiffBackend> ModuleMapper<B> for Write<'_, B> {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
             let (id, tensor, mapper) = param.consume();
             let tensor = if tensor.is_require_grad() {
                 tensor
             } else {
-                Tensor::from_inner(all_reduce_mean(tensor.inner(), self.0))
+                let shape = tensor.shape();
+                let (values, rest) = self.values.split_at(shape.num_elements());
+                self.values = rest;
+                Tensor::from_data(TensorData::new(values.to_vec(), shape), self.device)
             };
             Param::from_mapped_value(id, tensor, mapper)
         }
     }
-    model.map(&mut Reduce(peer))
-}
-
-fn all_reduce_mean<B: Backend, const D: usize>(tensor: Tensor<B, D>, peer: PeerId) -> Tensor<B, D> {
-    let reduced = burn_collective::all_reduce::<B>(
-        peer,
-        tensor.into_primitive().tensor(),
-        ReduceOperation::Mean,
-    )
-    .unwrap_or_else(|e| panic!("all-reduce failed on {peer}: {e:?}"));
-    Tensor::from_primitive(TensorPrimitive::Float(reduced))
-}
-
-/// Whether every replica says yes (an all-reduce of one flag each).
-fn all_agree<B: Backend>(yes: bool, peer: PeerId, device: &B::Device) -> bool {
-    let flag = Tensor::<B, 1>::from_data(TensorData::new(vec![yes as u8 as f32], [1]), device);
-    let mean: f32 = all_reduce_mean(flag, peer).into_scalar().elem();
-    mean == 1.0
+    // A running state keeps each thread's last update apart until it is synced (as
+    // `into_record` does): sync first, or the average is overwritten by that update later.
+    let _ = model.clone().into_record();
+    let mut read = Read(Vec::new());
+    model.visit(&mut read);
+    let mean = replica.mean::<B::InnerBackend>(read.0, device);
+    model.map(&mut Write::<B> {
+        values: &mean,
+        device,
+    })
 }
 
 /// The [`DataParallel`] strategy as a burn-train learning strategy.
@@ -618,32 +721,27 @@ where
         starting_epoch: usize,
     ) -> (TrainingModel<LC>, SupervisedTrainingEventProcessor<LC>) {
         let devices = &self.parallel.devices;
-        let (nodes, rank, collective) = match &self.parallel.cluster {
-            None => (
-                1,
-                0,
-                CollectiveConfig::default().with_num_devices(devices.len()),
-            ),
-            Some(cluster) => {
-                let port = cluster.check().expect("checked by learn");
-                let address = |a: &str| format!("ws://{a}").parse().expect("any string parses");
-                (
-                    cluster.nodes as usize,
-                    cluster.rank as usize,
-                    CollectiveConfig::default()
-                        .with_num_devices(devices.len())
-                        .with_num_nodes(cluster.nodes)
-                        .with_global_address(address(&cluster.orchestrator))
-                        .with_node_address(address(&cluster.node_address))
-                        .with_data_service_port(port),
-                )
-            }
-        };
+        let (nodes, rank) = self
+            .parallel
+            .cluster
+            .as_ref()
+            .map_or((1, 0), |c| (c.nodes as usize, c.rank as usize));
+        let link = self.parallel.cluster.as_ref().map(|cluster| {
+            let link = NodeLink::connect(
+                &cluster.master,
+                cluster.nodes,
+                cluster.rank,
+                CONNECT_TIMEOUT,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            Mutex::new(link)
+        });
         // This node's shard: the same number of images on every node.
         let shard = train.num_items() / nodes;
         let train = train.slice(rank * shard, (rank + 1) * shard);
         let loaders = split_dataloader(train, devices);
         let valid = valid.to_device(devices[0].inner());
+        let collective = CollectiveConfig::default().with_num_devices(devices.len());
         let processor = Mutex::new(components.event_processor);
         let checkpointer = Mutex::new(components.checkpointer);
         let early_stopping = Mutex::new(components.early_stopping);
@@ -657,19 +755,28 @@ where
                 .zip(loaders)
                 .enumerate()
                 .map(|(index, (device, loader))| {
-                    let peer = PeerId::from((rank * devices.len() + index) as u32);
+                    let replica = Replica {
+                        peer: PeerId::from(index as u32),
+                        index,
+                        local: devices.len(),
+                        total: devices.len() * nodes,
+                        link: link.as_ref(),
+                    };
                     let mut learner = learner.clone();
-                    let (config, valid) = (collective.clone(), valid.clone());
+                    let (collective, valid) = (collective.clone(), valid.clone());
                     let (processor, checkpointer) = (&processor, &checkpointer);
                     let early_stopping = &early_stopping;
                     let digests = &self.digests;
                     scope.spawn(move || {
-                        burn_collective::register::<InnerBackend<LC>>(
-                            peer,
-                            device.inner().clone(),
-                            config,
-                        )
-                        .unwrap_or_else(|e| panic!("{peer} cannot join the collective: {e:?}"));
+                        let peer = replica.peer;
+                        if replica.local > 1 {
+                            burn_collective::register::<InnerBackend<LC>>(
+                                peer,
+                                device.inner().clone(),
+                                collective,
+                            )
+                            .unwrap_or_else(|e| panic!("{peer} cannot join the collective: {e:?}"));
+                        }
                         learner.fork(device);
                         for epoch in starting_epoch..=num_epochs {
                             let global = Progress::new(epoch, num_epochs);
@@ -677,11 +784,11 @@ where
                                 &mut learner,
                                 &loader,
                                 &global,
-                                peer,
+                                &replica,
                                 processor,
                                 interrupter,
                             );
-                            let model = all_reduce_buffers(learner.model(), peer);
+                            let model = average_buffers(learner.model(), &replica, device.inner());
                             let mut stop = interrupter.should_stop();
                             if index == 0 {
                                 let mut processor = processor.lock().expect("no worker panicked");
@@ -705,20 +812,21 @@ where
                                     stop |= early.should_stop(epoch, event_store);
                                 }
                             }
-                            let device = device.inner();
-                            if !all_agree::<InnerBackend<LC>>(!stop, peer, device) {
+                            if !replica.all_agree::<InnerBackend<LC>>(!stop, device.inner()) {
                                 break;
                             }
                         }
                         let model = learner.model();
-                        digests
-                            .lock()
-                            .expect("no worker panicked")
-                            .push((peer.0, weights_digest(&model)));
-                        burn_collective::finish_collective::<InnerBackend<LC>>(peer)
-                            .unwrap_or_else(|e| {
-                                panic!("{peer} cannot leave the collective: {e:?}")
-                            });
+                        digests.lock().expect("no worker panicked").push((
+                            (rank * replica.local + index) as u32,
+                            weights_digest(&model),
+                        ));
+                        if replica.local > 1 {
+                            burn_collective::finish_collective::<InnerBackend<LC>>(peer)
+                                .unwrap_or_else(|e| {
+                                    panic!("{peer} cannot leave the collective: {e:?}")
+                                });
+                        }
                         model
                     })
                 })
@@ -733,6 +841,9 @@ where
     }
 }
 
+/// How long the nodes of a cluster wait for each other to connect.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 type InnerBackend<LC> = <<LC as LearningComponentsTypes>::Backend as AutodiffBackend>::InnerBackend;
 
 /// One replica's training epoch: steps while every replica has a batch (and no one was
@@ -741,7 +852,7 @@ fn train_epoch<LC: LearningComponentsTypes>(
     learner: &mut Learner<LC>,
     loader: &TrainLoader<LC>,
     global: &Progress,
-    peer: PeerId,
+    replica: &Replica<'_>,
     processor: &Mutex<SupervisedTrainingEventProcessor<LC>>,
     interrupter: &burn::train::Interrupter,
 ) {
@@ -751,14 +862,14 @@ fn train_epoch<LC: LearningComponentsTypes>(
     loop {
         let item = iterator.next();
         let go = item.is_some() && !interrupter.should_stop();
-        if !all_agree::<InnerBackend<LC>>(go, peer, device.inner()) {
+        if !replica.all_agree::<InnerBackend<LC>>(go, device.inner()) {
             break;
         }
         let item = item.expect("every replica has a batch");
         iteration += 1;
         learner.lr_step();
         let output = learner.train_step(item);
-        let grads = all_reduce_gradients(&learner.model(), output.grads, peer);
+        let grads = average_gradients(&learner.model(), output.grads, replica, &device);
         learner.optimizer_step(grads);
         let item = TrainingItem::new(
             output.item,

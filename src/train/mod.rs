@@ -27,6 +27,8 @@ mod checkpoint;
 #[cfg(feature = "train")]
 pub mod learner;
 mod metrics;
+#[cfg(feature = "train")]
+mod node_link;
 mod schedule;
 
 pub use crate::atomic_write::write_atomically;
