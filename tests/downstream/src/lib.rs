@@ -68,6 +68,69 @@ pub fn train_step<B: AutodiffDepthwiseBackend>(device: &B::Device) -> Step {
     }
 }
 
+/// What [`learner_epochs`] reports.
+#[derive(Debug)]
+pub struct LearnerRun {
+    /// `weights_digest` of the model before and after training.
+    pub digests: (u64, u64),
+    /// Mean validation cross-entropy of the trained model (its `InferenceStep`).
+    pub valid_loss: f64,
+}
+
+/// Trains dwconv's `MobileNet` for two epochs with burn-train's `SupervisedTraining`,
+/// handed the model as is (dwconv's `train` feature implements `TrainStep` and
+/// `InferenceStep` for it) with the user's own data loaders, optimiser and metrics.
+pub fn learner_epochs<B: AutodiffDepthwiseBackend>(
+    artifact_dir: &std::path::Path,
+    device: &B::Device,
+) -> LearnerRun {
+    use burn::data::dataloader::DataLoaderBuilder;
+    use burn::data::dataloader::batcher::Batcher;
+    use burn::data::dataset::Dataset;
+    use burn::module::AutodiffModule;
+    use burn::train::metric::{AccuracyMetric, LossMetric};
+    use burn::train::{InferenceStep, Learner, SupervisedTraining};
+    use dwconv::data::{ImageBatch, ImageBatcher, Normalization, SyntheticConfig};
+    use dwconv::train::learner::weights_digest;
+
+    B::seed(device, 5);
+    let synthetic = SyntheticConfig {
+        image_size: 32,
+        num_classes: 3,
+        train_size: 96,
+        valid_size: 48,
+        seed: 5,
+    };
+    let batcher = ImageBatcher::new(Normalization::CENTERED);
+    let train = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(16)
+        .shuffle(5)
+        .build(synthetic.train().unwrap());
+    let valid_set = synthetic.valid().unwrap();
+    let valid = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(16)
+        .build(valid_set.clone());
+    let model = MobileNetConfig::v3_small(3)
+        .with_width_mult(0.35)
+        .init::<B>(device);
+    let before = weights_digest(&model);
+    let result = SupervisedTraining::new(artifact_dir, train, valid)
+        .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .num_epochs(2)
+        .launch(Learner::new(model, AdamConfig::new().init(), 5e-3));
+    let items = (0..valid_set.len())
+        .map(|i| valid_set.get(i).unwrap())
+        .collect();
+    let batch: ImageBatch<B::InnerBackend> = batcher.batch(items, device);
+    LearnerRun {
+        digests: (before, weights_digest(&result.model)),
+        valid_loss: InferenceStep::step(&result.model, batch)
+            .loss
+            .into_scalar()
+            .elem::<f64>(),
+    }
+}
+
 /// The same step on `burn::backend::Cuda`: compiled by `cargo check --features cuda`,
 /// which proves the bounds hold for Burn's default-feature CUDA backend.
 #[cfg(feature = "cuda")]

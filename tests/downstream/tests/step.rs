@@ -25,3 +25,28 @@ fn trains_on_default_feature_wgpu_which_is_fusion() {
     assert!(name.contains("Fusion"), "{name}");
     check(train_step::<Autodiff<Wgpu>>(&Default::default()));
 }
+
+#[test]
+fn mobilenet_goes_to_burn_trains_supervised_training_as_is() {
+    let dir =
+        std::env::temp_dir().join(format!("dwconv-downstream-learner-{}", std::process::id()));
+    let run = dwconv_downstream::learner_epochs::<Autodiff<NdArray>>(&dir, &Default::default());
+    assert_ne!(
+        run.digests.0, run.digests.1,
+        "training left the weights as they were"
+    );
+    assert!(
+        run.valid_loss.is_finite(),
+        "validation loss {}",
+        run.valid_loss
+    );
+    // burn-train's own artifacts of both epochs.
+    for file in ["train/epoch-2/Loss.log", "valid/epoch-2/Loss.log"] {
+        assert!(
+            dir.join(file).is_file(),
+            "{file} missing in {}",
+            dir.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
