@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use burn::backend::Autodiff;
 use burn::tensor::Device;
 use clap::Parser;
-use dwconv::backend::{BACKEND_NAME, DefaultBackend, check_backend_name};
+use dwconv::backend::DefaultBackend;
 use dwconv::kernels::AutodiffDepthwiseBackend;
 use dwconv::train::TrainingConfig;
 use dwconv::train::learner::{
@@ -41,23 +41,16 @@ struct Args {
     /// Where Burn's checkpoints and metric logs go.
     #[arg(long, default_value = "artifacts/learner")]
     artifact_dir: PathBuf,
-    /// Continue the run in --artifact-dir from its last checkpoint (uses its config.json).
-    #[arg(long)]
-    resume: bool,
-    /// No dashboard or metric lines.
-    #[arg(long)]
-    quiet: bool,
-    /// Backend, among those this build has (cargo features): ndarray, flex, wgpu, or the
-    /// feature-selected one (`dwconv::backend::DefaultBackend`, the default).
-    #[arg(long, default_value = BACKEND_NAME, value_parser = check_backend_name)]
-    backend: String,
+    #[command(flatten)]
+    run: cli::RunArgs,
     /// Devices on this node: without --ddp, burn-train's multi-device strategy (gradients
     /// summed on the first device); with --ddp, one replica each. The replicas go on the
     /// backend's default device (a CPU backend has one: they share its cores).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     devices: u32,
-    /// Distributed data parallel over burn-collective: replicas that average their
-    /// gradients, on --devices devices of each of --nodes processes.
+    /// Distributed data parallel: replicas that average their gradients, on --devices
+    /// devices of each of --nodes processes (burn-collective within a process, TCP between
+    /// processes).
     #[arg(long)]
     ddp: bool,
     /// With --ddp: number of processes (nodes), on this machine or others.
@@ -74,15 +67,15 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match cli::training_config(&args.train, args.resume, &args.artifact_dir) {
+    let config = match cli::training_config(&args.train, args.run.resume, &args.artifact_dir) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    println!("{}", cli::describe(&args.backend, &config));
-    let result = match args.backend.as_str() {
+    println!("{}", cli::describe(&args.run.backend, &config));
+    let result = match args.run.backend.as_str() {
         #[cfg(feature = "ndarray")]
         "ndarray" => learn_on::<Autodiff<burn::backend::NdArray>>(&args, &config),
         #[cfg(feature = "flex")]
@@ -120,8 +113,8 @@ fn learn_on<B: AutodiffDepthwiseBackend>(
         Parallelism::Single(device)
     };
     let mut options = LearnerOptions::new(&args.artifact_dir, Device::<B>::default());
-    options.resume = args.resume;
-    options.render = !args.quiet;
+    options.resume = args.run.resume;
+    options.render = !args.run.quiet;
     options.parallelism = parallelism;
     let report: LearnerReport<B::InnerBackend> = learn::<B>(config, &options)?;
     println!(

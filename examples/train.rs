@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use dwconv::backend::{BACKEND_NAME, DefaultAutodiffBackend, check_backend_name, default_device};
+use dwconv::backend::{DefaultAutodiffBackend, default_device};
 use dwconv::train::{RunOptions, TrainReport, TrainingConfig, files};
 
 #[derive(Parser, Debug)]
@@ -26,16 +26,8 @@ struct Args {
     /// Where the run's files go.
     #[arg(long, default_value = "artifacts/train")]
     artifact_dir: PathBuf,
-    /// Continue the run in --artifact-dir from its last checkpoint (uses its config.json).
-    #[arg(long)]
-    resume: bool,
-    /// No progress bars or per-epoch lines.
-    #[arg(long)]
-    quiet: bool,
-    /// Backend, among those this build has (cargo features): ndarray, flex, wgpu, or the
-    /// feature-selected one (`dwconv::backend::DefaultBackend`, the default).
-    #[arg(long, default_value = BACKEND_NAME, value_parser = check_backend_name)]
-    backend: String,
+    #[command(flatten)]
+    run: cli::RunArgs,
 }
 
 /// Trains on the backend named `backend` (one of [`COMPILED_BACKENDS`] or [`BACKEND_NAME`]).
@@ -60,18 +52,18 @@ fn train_on(
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match cli::training_config(&args.train, args.resume, &args.artifact_dir) {
+    let config = match cli::training_config(&args.train, args.run.resume, &args.artifact_dir) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    println!("{}", cli::describe(&args.backend, &config));
-    let mut options = RunOptions::new(&args.artifact_dir, &args.backend);
-    options.resume = args.resume;
-    options.verbose = !args.quiet;
-    match train_on(&args.backend, &config, &options) {
+    println!("{}", cli::describe(&args.run.backend, &config));
+    let mut options = RunOptions::new(&args.artifact_dir, &args.run.backend);
+    options.resume = args.run.resume;
+    options.verbose = !args.run.quiet;
+    match train_on(&args.run.backend, &config, &options) {
         Ok(report) => {
             println!(
                 "final validation accuracy {:.4} (best {:.4} at epoch {}), {:.1} training images/s",

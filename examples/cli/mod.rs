@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use dwconv::backend::{BACKEND_NAME, check_backend_name};
 use dwconv::data::FolderDataset;
 use dwconv::models::{Architecture, MobileNetConfig};
 use dwconv::train::{DataSource, OptimizerKind, TrainingConfig, files};
@@ -20,6 +21,22 @@ pub enum Model {
 pub enum Opt {
     Sgd,
     Adamw,
+}
+
+/// How to run: the flags both examples take besides the configuration (and
+/// `--artifact-dir`, whose default differs).
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Continue the run in --artifact-dir from its last checkpoint (uses its config.json).
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress display (progress bars and per-epoch lines, or the dashboard).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Backend, among those this build has (cargo features): ndarray, flex, wgpu, or the
+    /// feature-selected one (`dwconv::backend::DefaultBackend`, the default).
+    #[arg(long, default_value = BACKEND_NAME, value_parser = check_backend_name)]
+    pub backend: String,
 }
 
 /// What to train and how: every field of a [`TrainingConfig`].

@@ -32,9 +32,7 @@ use burn::data::dataloader::split::split_dataloader;
 use burn::data::dataloader::{DataLoaderBuilder, Progress};
 use burn::lr_scheduler::LrScheduler;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer, SgdConfig};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::{AutodiffBackend, Backend, DeviceOps};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
@@ -312,22 +310,8 @@ where
 {
     config.validate()?;
     match config.optimizer {
-        OptimizerKind::Sgd => {
-            let mut sgd = SgdConfig::new().with_momentum(Some(
-                MomentumConfig::new()
-                    .with_momentum(config.momentum)
-                    .with_dampening(0.0),
-            ));
-            if config.weight_decay > 0.0 {
-                sgd =
-                    sgd.with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)));
-            }
-            learn_with::<B, _>(config, options, sgd.init())
-        }
-        OptimizerKind::AdamW => {
-            let adamw = AdamWConfig::new().with_weight_decay(config.weight_decay as f32);
-            learn_with::<B, _>(config, options, adamw.init())
-        }
+        OptimizerKind::Sgd => learn_with::<B, _>(config, options, super::sgd(config).init()),
+        OptimizerKind::AdamW => learn_with::<B, _>(config, options, super::adamw(config).init()),
     }
 }
 

@@ -341,23 +341,30 @@ where
 {
     config.validate()?;
     match config.optimizer {
-        OptimizerKind::Sgd => {
-            let mut sgd = SgdConfig::new().with_momentum(Some(
-                MomentumConfig::new()
-                    .with_momentum(config.momentum)
-                    .with_dampening(0.0),
-            ));
-            if config.weight_decay > 0.0 {
-                sgd =
-                    sgd.with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)));
-            }
-            train_with::<B, _, _>(config, options, device, sgd.init())
-        }
+        OptimizerKind::Sgd => train_with::<B, _, _>(config, options, device, sgd(config).init()),
         OptimizerKind::AdamW => {
-            let adamw = AdamWConfig::new().with_weight_decay(config.weight_decay as f32);
-            train_with::<B, _, _>(config, options, device, adamw.init())
+            train_with::<B, _, _>(config, options, device, adamw(config).init())
         }
     }
+}
+
+/// SGD as `config` says: momentum without dampening (as PyTorch), L2 weight decay.
+fn sgd(config: &TrainingConfig) -> SgdConfig {
+    let sgd = SgdConfig::new().with_momentum(Some(
+        MomentumConfig::new()
+            .with_momentum(config.momentum)
+            .with_dampening(0.0),
+    ));
+    if config.weight_decay > 0.0 {
+        sgd.with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
+    } else {
+        sgd
+    }
+}
+
+/// AdamW as `config` says (decoupled weight decay).
+fn adamw(config: &TrainingConfig) -> AdamWConfig {
+    AdamWConfig::new().with_weight_decay(config.weight_decay as f32)
 }
 
 fn file_error(path: &Path, e: impl std::fmt::Display) -> Error {

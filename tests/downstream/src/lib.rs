@@ -87,7 +87,6 @@ pub fn learner_epochs<B: AutodiffDepthwiseBackend>(
     use burn::data::dataloader::DataLoaderBuilder;
     use burn::data::dataloader::batcher::Batcher;
     use burn::data::dataset::Dataset;
-    use burn::module::AutodiffModule;
     use burn::train::metric::{AccuracyMetric, LossMetric};
     use burn::train::{InferenceStep, Learner, SupervisedTraining};
     use dwconv::data::{ImageBatch, ImageBatcher, Normalization, SyntheticConfig};
