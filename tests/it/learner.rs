@@ -37,6 +37,14 @@ fn small_config(epochs: usize) -> TrainingConfig {
 }
 
 const TRAIN_SIZE: usize = 1200;
+
+/// Held by each test that trains in this process: Burn's backend generator (weights,
+/// dropout) is one per process, and two runs drawing from it at once would each get a
+/// different, timing-dependent stream.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 const BATCH: usize = 32;
 
 /// The learning rates of every step of `config` on one device: the crate's schedule.
@@ -91,8 +99,10 @@ fn assert_learned(what: &str, config: &TrainingConfig, report: &LearnerReport<Nd
 
 #[test]
 fn one_learner_epoch_lowers_the_loss_and_logs_burns_metrics() {
+    let _rng = serial();
     let dir = scratch_dir("learner-epoch");
-    let config = small_config(1);
+    // No warm-up: the whole epoch trains at the schedule's peak and decay.
+    let config = small_config(1).with_warmup_epochs(0);
     let report = learn::<B>(&config, &LearnerOptions::new(&dir, Default::default())).unwrap();
     assert_eq!(report.epochs, 1);
     // burn-train's own artifacts: metric logs per split and epoch, checkpoints.
@@ -159,6 +169,7 @@ fn logged_values(path: &Path) -> Vec<f64> {
 
 #[test]
 fn two_cpu_devices_train_with_burns_multi_device_strategy() {
+    let _rng = serial();
     let dir = scratch_dir("learner-multi-device");
     let config = small_config(4);
     let mut options = LearnerOptions::new(&dir, Default::default());
@@ -170,6 +181,7 @@ fn two_cpu_devices_train_with_burns_multi_device_strategy() {
 
 #[test]
 fn two_cpu_replicas_train_data_parallel_and_end_equal() {
+    let _rng = serial();
     let dir = scratch_dir("learner-data-parallel");
     let config = small_config(4);
     let mut options = LearnerOptions::new(&dir, Default::default());
@@ -283,6 +295,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn a_resumed_learner_run_continues_from_its_checkpoint() {
+    let _rng = serial();
     let dir = scratch_dir("learner-resume");
     let config = small_config(4);
     let mut options = LearnerOptions::<B>::new(&dir, Default::default());
