@@ -67,14 +67,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match cli::training_config(&args.train, args.run.resume, &args.artifact_dir) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let config = match cli::start(&args.train, &args.run, &args.artifact_dir) {
+        Some(config) => config,
+        None => return ExitCode::FAILURE,
     };
-    println!("{}", cli::describe(&args.run.backend, &config));
     let result = match args.run.backend.as_str() {
         #[cfg(feature = "ndarray")]
         "ndarray" => learn_on::<Autodiff<burn::backend::NdArray>>(&args, &config),

@@ -52,14 +52,10 @@ fn train_on(
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match cli::training_config(&args.train, args.run.resume, &args.artifact_dir) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let config = match cli::start(&args.train, &args.run, &args.artifact_dir) {
+        Some(config) => config,
+        None => return ExitCode::FAILURE,
     };
-    println!("{}", cli::describe(&args.run.backend, &config));
     let mut options = RunOptions::new(&args.artifact_dir, &args.run.backend);
     options.resume = args.run.resume;
     options.verbose = !args.run.quiet;

@@ -202,6 +202,21 @@ pub fn training_config(
     Ok(config)
 }
 
+/// The run's configuration with its description printed, or `None` after printing the
+/// error: how both examples start.
+pub fn start(args: &TrainArgs, run: &RunArgs, artifact_dir: &Path) -> Option<TrainingConfig> {
+    match training_config(args, run.resume, artifact_dir) {
+        Ok(config) => {
+            println!("{}", describe(&run.backend, &config));
+            Some(config)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
 /// The line both examples print before training.
 pub fn describe(backend: &str, config: &TrainingConfig) -> String {
     format!(
