@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};
 
-use super::{DepthwiseOptions, primitive_dims};
+use super::{DepthwiseOptions, TO_NCHW, TO_NHWC, permute, primitive_dims};
 
 /// Forward (see [`DepthwiseBackend::depthwise_conv2d`](super::DepthwiseBackend::depthwise_conv2d)).
 pub fn forward<B: Backend>(
@@ -200,4 +200,42 @@ fn pad_or_crop<B: Backend>(t: Tensor<B, 4>, dim: usize, border: isize) -> Tensor
     zeros_shape[dim] = border as usize;
     let zeros = Tensor::<B, 4>::zeros(zeros_shape, (&t.device(), t.dtype()));
     Tensor::cat(vec![zeros.clone(), t, zeros], dim)
+}
+
+/// Channels-last forward, `[N, out_h, out_w, C*m]`, through [`forward`] and two permutes.
+pub fn nhwc_forward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    let y = forward::<B>(permute::<B>(x, TO_NCHW), weight, bias, options);
+    permute::<B>(y, TO_NHWC)
+}
+
+/// Channels-last input gradient, `[N, H, W, C]`.
+pub fn nhwc_x_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    let (x, dy) = (permute::<B>(x, TO_NCHW), permute::<B>(output_grad, TO_NCHW));
+    permute::<B>(x_backward::<B>(x, weight, dy, options), TO_NHWC)
+}
+
+/// Channels-last weight gradient, `[C*m, 1, kh, kw]`.
+pub fn nhwc_weight_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    let (x, dy) = (permute::<B>(x, TO_NCHW), permute::<B>(output_grad, TO_NCHW));
+    weight_backward::<B>(x, weight, dy, options)
+}
+
+/// Channels-last bias gradient, `[C*m]`.
+pub fn nhwc_bias_backward<B: Backend>(output_grad: FloatTensor<B>) -> FloatTensor<B> {
+    bias_backward::<B>(permute::<B>(output_grad, TO_NCHW))
 }

@@ -222,6 +222,83 @@ pub trait DepthwiseBackend: Backend + NormActBackend + PointwiseBackend {
     fn depthwise_conv2d_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
         fallback::bias_backward::<Self>(output_grad)
     }
+
+    /// Channels-last forward: `x [N, H, W, C]`, `weight [C*m, 1, kh, kw]`, `bias [C*m]`
+    /// → `[N, out_h, out_w, C*m]`. The default permutes to NCHW and back around
+    /// [`Self::depthwise_conv2d`].
+    fn depthwise_conv2d_nhwc(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: DepthwiseOptions,
+    ) -> FloatTensor<Self> {
+        let y = Self::depthwise_conv2d(permute::<Self>(x, TO_NCHW), weight, bias, options);
+        permute::<Self>(y, TO_NHWC)
+    }
+
+    /// Channels-last gradient with respect to the input: `[N, H, W, C]`.
+    fn depthwise_conv2d_nhwc_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: DepthwiseOptions,
+    ) -> FloatTensor<Self> {
+        let dx = Self::depthwise_conv2d_x_backward(
+            permute::<Self>(x, TO_NCHW),
+            weight,
+            permute::<Self>(output_grad, TO_NCHW),
+            options,
+        );
+        permute::<Self>(dx, TO_NHWC)
+    }
+
+    /// Channels-last gradient with respect to the weight: `[C*m, 1, kh, kw]`.
+    fn depthwise_conv2d_nhwc_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: DepthwiseOptions,
+    ) -> FloatTensor<Self> {
+        Self::depthwise_conv2d_weight_backward(
+            permute::<Self>(x, TO_NCHW),
+            weight,
+            permute::<Self>(output_grad, TO_NCHW),
+            options,
+        )
+    }
+
+    /// Channels-last gradient with respect to the bias: `[C*m]`, the output gradient
+    /// `[N, out_h, out_w, C*m]` summed over batch and space.
+    fn depthwise_conv2d_nhwc_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::depthwise_conv2d_bias_backward(permute::<Self>(output_grad, TO_NCHW))
+    }
+
+    /// The activation layout this backend's models run fastest in, measured
+    /// (BENCHMARKS.md): channels-last on the CPU kernels, channels-first elsewhere.
+    fn preferred_layout() -> Layout {
+        Layout::ChannelsFirst
+    }
+}
+
+/// Memory layout of 4-D activations.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum Layout {
+    /// `[N, C, H, W]` (Burn's and PyTorch's default).
+    #[default]
+    ChannelsFirst,
+    /// `[N, H, W, C]`: the channels of a pixel contiguous.
+    ChannelsLast,
+}
+
+/// Axes that turn NHWC into NCHW.
+pub const TO_NCHW: [usize; 4] = [0, 3, 1, 2];
+/// Axes that turn NCHW into NHWC.
+pub const TO_NHWC: [usize; 4] = [0, 2, 3, 1];
+
+pub(crate) fn permute<B: Backend>(t: FloatTensor<B>, axes: [usize; 4]) -> FloatTensor<B> {
+    B::float_permute(t, &axes)
 }
 
 /// The bound for training generic code: an autodiff backend over a [`DepthwiseBackend`],
@@ -266,7 +343,60 @@ pub fn try_depthwise_conv2d<B: DepthwiseBackend>(
     options: DepthwiseOptions,
 ) -> Result<Tensor<B, 4>, String> {
     let shape = DepthwiseShape::new(x.dims(), weight.dims(), options)?;
-    if let Some(bias) = &bias {
+    check_bias(&bias, &shape)?;
+    let out = B::depthwise_conv2d(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.map(|b| b.into_primitive().tensor()),
+        options,
+    );
+    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+/// Channels-last depthwise 2-D convolution.
+///
+/// - `x`: `[N, H, W, C]`
+/// - `weight`: `[C * m, 1, kh, kw]` (the same weights as [`depthwise_conv2d`])
+/// - `bias`: `[C * m]`
+/// - returns `[N, out_h, out_w, C * m]`
+///
+/// # Panics
+/// When the shapes do not describe a depthwise convolution (see
+/// [`try_depthwise_conv2d_nhwc`]).
+pub fn depthwise_conv2d_nhwc<B: DepthwiseBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: DepthwiseOptions,
+) -> Tensor<B, 4> {
+    try_depthwise_conv2d_nhwc(x, weight, bias, options).unwrap_or_else(|msg| panic!("{msg}"))
+}
+
+/// Checked [`depthwise_conv2d_nhwc`]: a shape mismatch is an `Err` naming the bad value.
+pub fn try_depthwise_conv2d_nhwc<B: DepthwiseBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: DepthwiseOptions,
+) -> Result<Tensor<B, 4>, String> {
+    let [n, h, w, c] = x.dims();
+    let shape = DepthwiseShape::new([n, c, h, w], weight.dims(), options)
+        .map_err(|msg| format!("{msg} (channels-last input {:?})", x.dims()))?;
+    check_bias(&bias, &shape)?;
+    let out = B::depthwise_conv2d_nhwc(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.map(|b| b.into_primitive().tensor()),
+        options,
+    );
+    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+fn check_bias<B: Backend>(
+    bias: &Option<Tensor<B, 1>>,
+    shape: &DepthwiseShape,
+) -> Result<(), String> {
+    if let Some(bias) = bias {
         let [len] = bias.dims();
         if len != shape.out_channels() {
             return Err(format!(
@@ -275,13 +405,7 @@ pub fn try_depthwise_conv2d<B: DepthwiseBackend>(
             ));
         }
     }
-    let out = B::depthwise_conv2d(
-        x.into_primitive().tensor(),
-        weight.into_primitive().tensor(),
-        bias.map(|b| b.into_primitive().tensor()),
-        options,
-    );
-    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+    Ok(())
 }
 
 /// Shape of a rank-4 float primitive as `[N, C, H, W]`.

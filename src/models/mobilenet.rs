@@ -5,7 +5,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::spec::{Architecture, Block, MobileNetSpec};
-use crate::kernels::DepthwiseBackend;
+use crate::kernels::{DepthwiseBackend, Layout, TO_NCHW, TO_NHWC};
 use crate::nn::{
     Activation, ConvNormAct, ConvNormActConfig, CrossEntropyLoss, CrossEntropyLossConfig,
     LayerInfo, LayerKind, TorchKeys,
@@ -32,6 +32,12 @@ pub struct MobileNetConfig {
     /// hundreds of steps to forget their initial values.
     #[config(default = "None")]
     pub norm_momentum: Option<f64>,
+    /// Layout of the activations between layers; `None` takes the backend's
+    /// [`DepthwiseBackend::preferred_layout`] (channels-last on the CPU backends). Images
+    /// enter as `[N, 3, H, W]` and feature maps leave as `[N, C, H, W]` either way; the
+    /// parameters are the same.
+    #[config(default = "None")]
+    pub layout: Option<Layout>,
 }
 
 impl MobileNetConfig {
@@ -138,6 +144,7 @@ impl MobileNetConfig {
             classifier,
             architecture: self.architecture,
             train_loss: CrossEntropyLossConfig::new().init(),
+            layout: self.layout,
         })
     }
 }
@@ -179,9 +186,20 @@ pub struct MobileNet<B: Backend> {
     /// The training loss of [`Self::forward_loss`]: cross-entropy with the label smoothing
     /// set by [`Self::with_label_smoothing`] (none by default). A constant, not a parameter.
     pub train_loss: CrossEntropyLoss,
+    /// Layout of the activations inside the network, `None` for the backend's preferred
+    /// one (a constant; see [`MobileNetConfig::layout`], [`Self::with_layout`] and
+    /// [`Self::layout`]).
+    pub layout: Option<Layout>,
 }
 
 impl<B: Backend> MobileNet<B> {
+    /// The same network running its activations in `layout` (the parameters are shared);
+    /// `None` for the backend's preferred layout.
+    pub fn with_layout(mut self, layout: Option<Layout>) -> Self {
+        self.layout = layout;
+        self
+    }
+
     /// Number of output classes.
     pub fn num_classes(&self) -> usize {
         self.classifier.weight.dims()[1]
@@ -350,6 +368,12 @@ impl Unit {
 }
 
 impl<B: DepthwiseBackend> MobileNet<B> {
+    /// The layout the activations run in: the configured one, else the backend's
+    /// [`DepthwiseBackend::preferred_layout`].
+    pub fn layout(&self) -> Layout {
+        self.layout.unwrap_or_else(B::preferred_layout)
+    }
+
     /// Logits and the training loss of a labelled batch: the step both training loops
     /// (the crate's [`crate::train::run`] and, with the `train` feature, burn-train's
     /// `TrainStep`) run.
@@ -412,28 +436,46 @@ impl<B: DepthwiseBackend> MobileNet<B> {
         self.check_input(images.dims())?;
         let taps: Vec<usize> = self.feature_taps().into_iter().map(|(i, _)| i).collect();
         let mut maps = Vec::with_capacity(taps.len());
+        let layout = self.layout();
         self.body(images, |index, x| {
             if taps.contains(&index) {
-                maps.push(x.clone());
+                maps.push(match layout {
+                    Layout::ChannelsFirst => x.clone(),
+                    Layout::ChannelsLast => x.clone().permute(TO_NCHW),
+                });
             }
         });
         Ok(maps)
     }
 
-    /// Stem, blocks and last conv; calls `tap(layer_index, output)` after each layer.
+    /// Stem, blocks and last conv in the model's layout; calls `tap(layer_index, output)`
+    /// after each layer.
     fn body(
         &self,
         images: Tensor<B, 4>,
         mut tap: impl FnMut(usize, &Tensor<B, 4>),
     ) -> Tensor<B, 4> {
-        let mut x = self.stem.forward(images);
+        let channels_last = self.layout() == Layout::ChannelsLast;
+        let mut x = if channels_last {
+            self.stem.forward_channels_last(images.permute(TO_NHWC))
+        } else {
+            self.stem.forward(images)
+        };
         tap(0, &x);
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x);
+            x = if channels_last {
+                block.forward_channels_last(x)
+            } else {
+                block.forward(x)
+            };
             tap(i + 1, &x);
         }
         if let Some(last) = &self.last_conv {
-            x = last.forward(x);
+            x = if channels_last {
+                last.forward_channels_last(x)
+            } else {
+                last.forward(x)
+            };
             tap(self.blocks.len() + 1, &x);
         }
         x
@@ -441,8 +483,22 @@ impl<B: DepthwiseBackend> MobileNet<B> {
 
     /// Global average pool → [hidden linear → activation] → dropout → classifier.
     fn head(&self, features: Tensor<B, 4>) -> Tensor<B, 2> {
-        let [n, c, h, w] = features.dims();
-        let mut x = features.reshape([n, c, h * w]).mean_dim(2).reshape([n, c]);
+        let (n, c, positions, axis) = match self.layout() {
+            Layout::ChannelsFirst => {
+                let [n, c, h, w] = features.dims();
+                (n, c, h * w, 2)
+            }
+            Layout::ChannelsLast => {
+                let [n, h, w, c] = features.dims();
+                (n, c, h * w, 1)
+            }
+        };
+        let shape = if axis == 2 {
+            [n, c, positions]
+        } else {
+            [n, positions, c]
+        };
+        let mut x = features.reshape(shape).mean_dim(axis).reshape([n, c]);
         if let Some(hidden) = &self.classifier_hidden {
             x = self.hidden_activation.forward(hidden.forward(x));
         }

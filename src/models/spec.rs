@@ -188,6 +188,18 @@ impl<B: DepthwiseBackend> Block<B> {
             Block::InvertedResidual(block) => block.forward(input),
         }
     }
+
+    /// [`Self::forward`] on channels-last maps.
+    ///
+    /// # Shapes
+    /// - input: `[N, H, W, in_channels]`
+    /// - output: `[N, ceil(H / stride), ceil(W / stride), out_channels]`
+    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Block::Separable(block) => block.forward_channels_last(input),
+            Block::InvertedResidual(block) => block.forward_channels_last(input),
+        }
+    }
 }
 
 /// A plain layer: output width and activation.

@@ -6,6 +6,17 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use super::Activation;
 use crate::kernels::NormActBackend;
 
+/// [`batch_norm_act`] on channels-last maps `[N, H, W, C]`.
+pub fn batch_norm_act_channels_last<B: NormActBackend>(
+    x: Tensor<B, 4>,
+    norm: &BatchNorm<B>,
+    activation: Activation,
+) -> Tensor<B, 4> {
+    let [n, h, w, c] = x.dims();
+    // `[N·H·W, C, 1, 1]` is NCHW with 1×1 maps: the same per-channel statistics.
+    batch_norm_act(x.reshape([n * h * w, c, 1, 1]), norm, activation).reshape([n, h, w, c])
+}
+
 /// `activation(batch_norm(x))` for `x: [N, C, H, W]` with Burn's `BatchNorm` parameters.
 ///
 /// With autodiff (training) it normalises with the batch statistics and updates the

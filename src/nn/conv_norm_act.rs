@@ -157,6 +157,23 @@ impl<B: DepthwiseBackend> ConvLayer<B> {
         }
     }
 
+    /// The convolution on channels-last maps. The general convolution (the 3-channel stem)
+    /// runs as Burn's `conv2d` between two permutes: on the CPU backends Burn's conv2d
+    /// already computes in NHWC and returns an NHWC-strided view, so both are free there.
+    ///
+    /// # Shapes
+    /// - input: `[N, H, W, in_channels]`
+    /// - output: `[N, H', W', out_channels]`
+    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            ConvLayer::Standard(conv) => conv
+                .forward(input.permute(crate::kernels::TO_NCHW))
+                .permute(crate::kernels::TO_NHWC),
+            ConvLayer::Depthwise(conv) => conv.forward_channels_last(input),
+            ConvLayer::Pointwise(conv) => conv.forward_channels_last(input),
+        }
+    }
+
     /// Checked [`Self::forward`]: a wrong channel count, or an input smaller than the
     /// (padded, dilated) kernel, is an error naming the shape.
     ///
@@ -290,6 +307,16 @@ impl<B: DepthwiseBackend> ConvNormAct<B> {
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         let x = self.conv.forward(input);
         super::batch_norm_act(x, &self.norm, self.activation)
+    }
+
+    /// [`Self::forward`] on channels-last maps.
+    ///
+    /// # Shapes
+    /// - input: `[N, H, W, in_channels]`
+    /// - output: `[N, ceil(H / stride), ceil(W / stride), out_channels]` (odd kernels)
+    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = self.conv.forward_channels_last(input);
+        super::batch_norm_act_channels_last(x, &self.norm, self.activation)
     }
 
     /// Checked [`Self::forward`] (see [`ConvLayer::try_forward`]).

@@ -149,6 +149,22 @@ impl<B: DepthwiseBackend> DepthwiseConv2d<B> {
     }
 }
 
+impl<B: DepthwiseBackend> DepthwiseConv2d<B> {
+    /// The same convolution on channels-last maps.
+    ///
+    /// # Shapes
+    /// - input: `[N, H, W, in_channels]`
+    /// - output: `[N, H', W', out_channels]`
+    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        crate::kernels::depthwise_conv2d_nhwc(
+            input,
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+            self.options(),
+        )
+    }
+}
+
 impl<B: Backend> DepthwiseConv2d<B> {
     /// Stride, padding and dilation of this layer.
     pub fn options(&self) -> DepthwiseOptions {

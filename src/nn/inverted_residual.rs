@@ -164,6 +164,24 @@ impl<B: DepthwiseBackend> InvertedResidual<B> {
         if self.use_residual { x + input } else { x }
     }
 
+    /// [`Self::forward`] on channels-last maps.
+    ///
+    /// # Shapes
+    /// - input: `[N, H, W, in_channels]`
+    /// - output: `[N, ceil(H / stride), ceil(W / stride), out_channels]`
+    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        let mut x = match &self.expand {
+            Some(expand) => expand.forward_channels_last(input.clone()),
+            None => input.clone(),
+        };
+        x = self.depthwise.forward_channels_last(x);
+        if let Some(se) = &self.squeeze_excite {
+            x = se.forward_channels_last(x);
+        }
+        x = self.project.forward_channels_last(x);
+        if self.use_residual { x + input } else { x }
+    }
+
     /// Checked [`Self::forward`]: a wrong channel count or an input smaller than the kernel
     /// is an error naming the shape.
     ///

@@ -12,7 +12,7 @@ mod separable;
 mod squeeze_excite;
 
 pub use crate::kernels::Activation;
-pub use batch_norm_act::batch_norm_act;
+pub use batch_norm_act::{batch_norm_act, batch_norm_act_channels_last};
 pub use conv_norm_act::{ConvLayer, ConvNormAct, ConvNormActConfig, NormConfig};
 pub use depthwise::{DepthwiseConv2d, DepthwiseConv2dConfig};
 pub use describe::{ConvShape, LayerInfo, LayerKind, TorchKeys, WeightLayout, join};

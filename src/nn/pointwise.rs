@@ -90,6 +90,25 @@ impl<B: PointwiseBackend> PointwiseConv2d<B> {
         }
     }
 
+    /// The same layer on channels-last maps: one matrix product over all `N·H·W`
+    /// positions.
+    ///
+    /// # Shapes
+    /// - input: `[N, H, W, in_channels]`
+    /// - output: `[N, H, W, out_channels]`
+    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, h, w, c] = input.dims();
+        // `[N·H·W, C, 1, 1]` is the same memory as NCHW with 1×1 maps, which the op takes
+        // as a single GEMM.
+        let y = pointwise_conv2d(input.reshape([n * h * w, c, 1, 1]), self.weight.val());
+        let out = self.out_channels();
+        let y = y.reshape([n, h, w, out]);
+        match &self.bias {
+            Some(bias) => y + bias.val().reshape([1, 1, 1, out]),
+            None => y,
+        }
+    }
+
     /// Checked [`Self::forward`]: a wrong channel count is an error naming the shape.
     ///
     /// # Shapes

@@ -102,6 +102,16 @@ impl<B: DepthwiseBackend> DepthwiseSeparableConv<B> {
         self.pointwise.forward(self.depthwise.forward(input))
     }
 
+    /// [`Self::forward`] on channels-last maps.
+    ///
+    /// # Shapes
+    /// - input: `[N, H, W, in_channels]`
+    /// - output: `[N, ceil(H / stride), ceil(W / stride), out_channels]`
+    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.pointwise
+            .forward_channels_last(self.depthwise.forward_channels_last(input))
+    }
+
     /// Checked [`Self::forward`]: a wrong channel count or an input smaller than the kernel
     /// is an error naming the shape.
     ///

@@ -75,4 +75,21 @@ impl<B: Backend> SqueezeExcitation<B> {
         let scale = hard_sigmoid(self.fc2.forward_vectors(squeezed), 1.0 / 6.0, 0.5);
         input * scale.reshape([n, c, 1, 1])
     }
+
+    /// [`Self::forward`] on channels-last maps.
+    ///
+    /// # Shapes
+    /// - input: `[N, H, W, channels]`
+    /// - output: `[N, H, W, channels]`
+    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, h, w, c] = input.dims();
+        let pooled = input
+            .clone()
+            .reshape([n, h * w, c])
+            .mean_dim(1)
+            .reshape([n, c]);
+        let squeezed = relu(self.fc1.forward_vectors(pooled));
+        let scale = hard_sigmoid(self.fc2.forward_vectors(squeezed), 1.0 / 6.0, 0.5);
+        input * scale.reshape([n, 1, 1, c])
+    }
 }

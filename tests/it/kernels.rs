@@ -5,8 +5,8 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use dwconv::kernels::{
-    DepthwiseBackend, DepthwiseOptions, DepthwiseShape, depthwise_conv2d, reference,
-    try_depthwise_conv2d,
+    DepthwiseBackend, DepthwiseOptions, DepthwiseShape, Layout, depthwise_conv2d,
+    depthwise_conv2d_nhwc, reference, try_depthwise_conv2d, try_depthwise_conv2d_nhwc,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -119,36 +119,84 @@ fn values_of<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) -> Vec<f
     data.convert::<f64>().into_vec::<f64>().unwrap()
 }
 
+/// `values` of an `[N, C, H, W]` tensor reordered as `[N, H, W, C]`.
+fn nchw_to_nhwc<T: Copy>(values: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T> {
+    let mut out = Vec::with_capacity(values.len());
+    for b in 0..n {
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..c {
+                    out.push(values[((b * c + ch) * h + y) * w + x]);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Forward and all three gradients through `Autodiff<B>` against the reference, in
-/// `dtype` (`f32` within 1e-5 relative, `f64` within 1e-12).
-fn check_case<B: DepthwiseBackend>(case: &Case, device: &B::Device, dtype: DType) {
+/// `dtype` (`f32` within 1e-5 relative, `f64` within 1e-12), with the activations in
+/// `layout` (channels-last tensors are built and compared in NHWC order).
+fn check_case<B: DepthwiseBackend>(case: &Case, device: &B::Device, dtype: DType, layout: Layout) {
     let d = CaseData::new(case);
     let s = &d.shape;
-    let x = typed::<Autodiff<B>, 4>(&d.x, case.input, device, dtype).require_grad();
+    let last = layout == Layout::ChannelsLast;
+    // Activations as the op takes them, and reference values in the same order.
+    let arrange = |values: Vec<f64>, dims: [usize; 4]| {
+        if last {
+            nchw_to_nhwc(&values, dims)
+        } else {
+            values
+        }
+    };
+    let dims = |[n, c, h, w]: [usize; 4]| if last { [n, h, w, c] } else { [n, c, h, w] };
+    let x_values = if last {
+        nchw_to_nhwc(&d.x, case.input)
+    } else {
+        d.x.clone()
+    };
+    let g_values = if last {
+        nchw_to_nhwc(&d.output_grad, s.output_shape())
+    } else {
+        d.output_grad.clone()
+    };
+    let x = typed::<Autodiff<B>, 4>(&x_values, dims(case.input), device, dtype).require_grad();
     let w = typed::<Autodiff<B>, 4>(&d.weight, case.weight, device, dtype).require_grad();
     let b = case.bias.then(|| {
         typed::<Autodiff<B>, 1>(&d.bias, [s.out_channels()], device, dtype).require_grad()
     });
-    let g = typed::<Autodiff<B>, 4>(&d.output_grad, s.output_shape(), device, dtype);
+    let g = typed::<Autodiff<B>, 4>(&g_values, dims(s.output_shape()), device, dtype);
 
-    let y = depthwise_conv2d(x.clone(), w.clone(), b.clone(), case.options);
-    assert_eq!(y.dims(), s.output_shape(), "output shape for {case:?}");
+    let y = match layout {
+        Layout::ChannelsFirst => depthwise_conv2d(x.clone(), w.clone(), b.clone(), case.options),
+        Layout::ChannelsLast => {
+            depthwise_conv2d_nhwc(x.clone(), w.clone(), b.clone(), case.options)
+        }
+    };
+    assert_eq!(
+        y.dims(),
+        dims(s.output_shape()),
+        "output shape for {case:?}"
+    );
     let grads = (y.clone() * g).sum().backward();
 
     let bias_ref = case.bias.then(|| f64s(&d.bias));
     let (xr, wr, gr) = (f64s(&d.x), f64s(&d.weight), f64s(&d.output_grad));
     let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
-    let what = |t: &str| format!("{t} for {case:?}");
+    let what = |t: &str| format!("{t} ({layout:?}) for {case:?}");
     assert_close(
         &what("forward"),
         &values_of(y.inner(), dtype),
-        &reference::forward(s, &xr, &wr, bias_ref.as_deref()),
+        &arrange(
+            reference::forward(s, &xr, &wr, bias_ref.as_deref()),
+            s.output_shape(),
+        ),
         tol,
     );
     assert_close(
         &what("input gradient"),
         &values_of(x.grad(&grads).expect("input gradient"), dtype),
-        &reference::x_backward(s, &wr, &gr),
+        &arrange(reference::x_backward(s, &wr, &gr), case.input),
         tol,
     );
     assert_close(
@@ -181,7 +229,31 @@ fn depthwise_matches_reference<B: DepthwiseBackend>(backend: &str) {
         } else {
             case
         };
-        check_case::<B>(case, &device, DType::F32);
+        check_case::<B>(case, &device, DType::F32, Layout::ChannelsFirst);
+        // Channels-last, with enough channels for whole SIMD blocks plus a tail.
+        check_case::<B>(
+            &wide_channels(case),
+            &device,
+            DType::F32,
+            Layout::ChannelsLast,
+        );
+    }
+}
+
+/// `case` with 16 or 32 more input channels (every third case keeps its own), so that
+/// the channels-last kernels run whole 16-channel register blocks and a remainder.
+fn wide_channels(case: &Case) -> Case {
+    let extra = 16 * (case.seed as usize % 3);
+    let channels = case.input[1] + extra;
+    let multiplier = case.weight[0] / case.input[1];
+    let mut input = case.input;
+    input[1] = channels;
+    let mut weight = case.weight;
+    weight[0] = channels * multiplier;
+    Case {
+        input,
+        weight,
+        ..case.clone()
     }
 }
 
@@ -207,7 +279,8 @@ fn same_options_both_axes(case: &Case) -> Case {
 fn depthwise_matches_reference_in_f64_on_ndarray() {
     let device = Default::default();
     for case in &cases(CASES) {
-        check_case::<burn::backend::NdArray<f64>>(case, &device, DType::F64);
+        check_case::<burn::backend::NdArray<f64>>(case, &device, DType::F64, Layout::ChannelsFirst);
+        check_case::<burn::backend::NdArray<f64>>(case, &device, DType::F64, Layout::ChannelsLast);
     }
 }
 
@@ -451,6 +524,15 @@ fn shape_errors_name_the_bad_value() {
     let err = try_depthwise_conv2d(x.clone(), w.clone(), Some(bias), opts).unwrap_err();
     assert!(err.contains("bias has 2 elements"), "{err}");
     let zero_stride = DepthwiseOptions::new([0, 1], [0, 0], [1, 1]);
-    let err = try_depthwise_conv2d(x, w, None, zero_stride).unwrap_err();
+    let err = try_depthwise_conv2d(x, w.clone(), None, zero_stride).unwrap_err();
     assert!(err.contains("stride"), "{err}");
+    // Channels-last: `[1, 5, 5, 4]` has 4 channels, not the weight's 3.
+    let x_last = Tensor::<NdArray, 4>::zeros([1, 5, 5, 4], &device);
+    let err = try_depthwise_conv2d_nhwc(x_last, w, None, opts).unwrap_err();
+    assert!(
+        err.contains("3 output channels")
+            && err.contains("4 channels")
+            && err.contains("[1, 5, 5, 4]"),
+        "{err}"
+    );
 }

@@ -1,11 +1,11 @@
 //! MobileNet construction, feature maps, input checking and backend agreement.
 
 use burn::backend::NdArray;
-use burn::module::Module;
+use burn::module::{AutodiffModule, Module};
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use dwconv::kernels::DepthwiseBackend;
+use dwconv::kernels::{DepthwiseBackend, Layout};
 use dwconv::models::{Architecture, MobileNet, MobileNetConfig, make_divisible};
 use dwconv::nn::ConvLayer;
 
@@ -49,6 +49,61 @@ fn forward_features_gives_strides_4_8_16_32() {
             );
         }
     }
+}
+
+/// The channels-last network computes the channels-first one: the same logits and
+/// feature maps (returned NCHW) from the same parameters, in eval and train mode, for every
+/// variant, on an odd-sized input.
+#[test]
+fn channels_last_and_channels_first_agree() {
+    use burn::backend::Autodiff;
+    let device = Default::default();
+    for arch in Architecture::ALL {
+        let model = MobileNetConfig::new(arch, 5)
+            .with_width_mult(0.5)
+            .with_dropout(0.0)
+            .init::<Autodiff<NdArray>>(&device);
+        // Parameters are initialised lazily, per clone: fix them before cloning.
+        let record = model.clone().into_record();
+        let model = model.load_record(record);
+        let images = tensor::<Autodiff<NdArray>, 4>(
+            &random_values(3, 2 * 3 * 35 * 41),
+            [2, 3, 35, 41],
+            &device,
+        );
+        for train in [false, true] {
+            let run = |layout: Layout| {
+                let model = model.clone().with_layout(Some(layout));
+                if train {
+                    let logits = model.forward(images.clone());
+                    (values(logits), Vec::new())
+                } else {
+                    let model = model.valid();
+                    let images = images.clone().inner();
+                    let maps = model.forward_features(images.clone()).unwrap();
+                    (values(model.forward(images)), maps)
+                }
+            };
+            let (first, first_maps) = run(Layout::ChannelsFirst);
+            let (last, last_maps) = run(Layout::ChannelsLast);
+            let diff = max_relative_diff(&first, &last);
+            assert!(diff < 1e-4, "{arch} train={train}: logits differ by {diff}");
+            for (a, b) in first_maps.into_iter().zip(last_maps) {
+                assert_eq!(a.dims(), b.dims(), "{arch}: feature map shape");
+                let (va, vb) = (values(a.clone()), values(b));
+                let diff = max_relative_diff(&va, &vb);
+
+                assert!(diff < 1e-4, "{arch}: feature maps differ by {diff}");
+            }
+        }
+    }
+    // The CPU backends run channels-last unless told otherwise.
+    let model = MobileNetConfig::v2(3).init::<NdArray>(&device);
+    assert_eq!(model.layout(), Layout::ChannelsLast);
+    let model = MobileNetConfig::v2(3)
+        .with_layout(Some(Layout::ChannelsFirst))
+        .init::<NdArray>(&device);
+    assert_eq!(model.layout(), Layout::ChannelsFirst);
 }
 
 #[test]

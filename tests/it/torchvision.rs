@@ -10,7 +10,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use dwconv::Error;
-use dwconv::kernels::DepthwiseBackend;
+use dwconv::kernels::{DepthwiseBackend, Layout};
 use dwconv::models::{Architecture, MobileNet, MobileNetConfig, StateDict};
 use dwconv::nn::CrossEntropyLossConfig;
 
@@ -80,6 +80,12 @@ fn assert_relative(what: &str, got: &[f32], expected: &[f32], tol: f64) {
 /// Eval-mode logits (running statistics) on `B`, train-mode logits (batch statistics)
 /// on `Autodiff<B>`.
 fn fixture_logits_match_pytorch<B: DepthwiseBackend>(backend: &str) {
+    for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+        logits_match_pytorch::<B>(backend, layout);
+    }
+}
+
+fn logits_match_pytorch<B: DepthwiseBackend>(backend: &str, layout: Layout) {
     let device: B::Device = Default::default();
     for case in cases() {
         let weights = StateDict::read(&fixture(&format!("{}.safetensors", case.name))).unwrap();
@@ -89,18 +95,20 @@ fn fixture_logits_match_pytorch<B: DepthwiseBackend>(backend: &str) {
             .config
             .init::<B>(&device)
             .load_torchvision(&weights)
-            .unwrap();
+            .unwrap()
+            .with_layout(Some(layout));
         let eval = values(model.forward(input::<B>(&io, &device)));
-        let what = format!("{backend} {} eval logits", case.name);
+        let what = format!("{backend} {layout:?} {} eval logits", case.name);
         assert_relative(&what, &eval, &io.values("eval_logits").unwrap(), 1e-4);
 
         let model = case
             .config
             .init::<Autodiff<B>>(&device)
             .load_torchvision(&weights)
-            .unwrap();
+            .unwrap()
+            .with_layout(Some(layout));
         let train = values(model.forward(input::<Autodiff<B>>(&io, &device)));
-        let what = format!("{backend} {} train logits", case.name);
+        let what = format!("{backend} {layout:?} {} train logits", case.name);
         assert_relative(&what, &train, &io.values("train_logits").unwrap(), 1e-4);
         // The two modes really differ, so each comparison tests its own statistics.
         assert!(
@@ -132,6 +140,12 @@ impl<B: Backend> ModuleMapper<B> for GradientsAsValues<'_> {
 /// moves them by at most 1e-4 (see `stable` in `scripts/gen_fixtures.py`), so the bound
 /// holds for any correct float32 implementation; a wrong gradient is off by O(1).
 fn v2_gradients_match_pytorch<B: DepthwiseBackend>(backend: &str) {
+    for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+        gradients_match_pytorch::<B>(&format!("{backend} {layout:?}"), layout);
+    }
+}
+
+fn gradients_match_pytorch<B: DepthwiseBackend>(backend: &str, layout: Layout) {
     let device: B::Device = Default::default();
     let case = &cases()[0];
     let weights = StateDict::read(&fixture("v2_w050.safetensors")).unwrap();
@@ -140,7 +154,8 @@ fn v2_gradients_match_pytorch<B: DepthwiseBackend>(backend: &str) {
         .config
         .init::<Autodiff<B>>(&device)
         .load_torchvision(&weights)
-        .unwrap();
+        .unwrap()
+        .with_layout(Some(layout));
     let logits = model.forward(input::<Autodiff<B>>(&io, &device));
     let target: Vec<i64> = io.tensors["target"].clone().into_vec::<i64>().unwrap();
     let target = Tensor::<Autodiff<B>, 1, Int>::from_data(TensorData::new(target, [2]), &device);

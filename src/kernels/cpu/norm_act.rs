@@ -42,6 +42,9 @@ impl Planes {
 
 /// Per-channel mean and biased variance of `x` (two passes, f64 accumulation).
 pub fn channel_stats(p: Planes, x: &[f32], mean: &mut [f32], var: &mut [f32]) {
+    if p.plane == 1 {
+        return rows::channel_stats(p, x, mean, var);
+    }
     mean.par_iter_mut()
         .zip(var.par_iter_mut())
         .enumerate()
@@ -82,6 +85,9 @@ pub fn affine_act(
     activation: Activation,
     out: &mut [f32],
 ) {
+    if p.plane == 1 {
+        return rows::map(p, x, out, activation, |c| (scale[c], shift[c]));
+    }
     for_each_plane(p, out, |index, c, out| {
         let (a, b) = (scale[c], shift[c]);
         for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
@@ -111,6 +117,11 @@ pub fn normalize_act(
     activation: Activation,
     out: &mut [f32],
 ) {
+    if p.plane == 1 {
+        // (v - m) * s * g + b as v * (s * g) + (b - m * s * g) would round differently
+        // from the backward's recomputation: keep the expression, per element.
+        return rows::normalize_act(p, x, mean, invstd, gamma, beta, activation, out);
+    }
     for_each_plane(p, out, |index, c, out| {
         let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
         for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
@@ -136,6 +147,9 @@ pub fn backward(
     dx: &mut [f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let invstd = inverse_std(var, epsilon);
+    if p.plane == 1 {
+        return rows::backward(p, x, gamma, beta, mean, &invstd, activation, dy, dx);
+    }
     // Pass 1, per channel: dbeta = sum(dz), dgamma = sum(dz * xhat), dz = dy * act'(z).
     let sums: Vec<(f32, f32)> = (0..p.channels)
         .into_par_iter()
@@ -171,4 +185,159 @@ pub fn backward(
         }
     });
     sums.into_iter().map(|(dz, dzx)| (dzx, dz)).unzip()
+}
+
+/// The same kernels for `plane == 1`: a dense `[rows, C]` matrix (`rows = N`), which is
+/// how channels-last activations `[N, H, W, C]` reach them (as `[N * H * W, C, 1, 1]`), and
+/// how 1×1 NCHW maps look. Per-channel work on planes of one element would stride through
+/// the whole tensor once per channel; here every pass walks rows, the channels of a row
+/// contiguous, and reductions keep per-chunk partial sums over a fixed number of row
+/// chunks, added in chunk order (the bits do not depend on the thread count).
+mod rows {
+    use rayon::prelude::*;
+
+    use super::Planes;
+    use crate::kernels::Activation;
+
+    /// Row chunks of the reductions (fixed, see the module doc).
+    const CHUNKS: usize = 32;
+
+    /// Rows per task of the element-wise passes.
+    fn rows_per_task(channels: usize) -> usize {
+        (16384 / channels.max(1)).max(1)
+    }
+
+    /// Per-chunk sums of `f(row, channel_values, sums)` over the rows, added in chunk
+    /// order into `C` f64 totals.
+    fn reduce(p: Planes, width: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f64> {
+        let rows = p.batch;
+        let per_chunk = rows.div_ceil(CHUNKS).max(1);
+        let partials: Vec<Vec<f32>> = (0..rows.div_ceil(per_chunk))
+            .into_par_iter()
+            .map(|k| {
+                let mut acc = vec![0.0f32; width];
+                for r in k * per_chunk..((k + 1) * per_chunk).min(rows) {
+                    f(r, &mut acc);
+                }
+                acc
+            })
+            .collect();
+        let mut total = vec![0.0f64; width];
+        for partial in &partials {
+            for (t, &v) in total.iter_mut().zip(partial) {
+                *t += v as f64;
+            }
+        }
+        total
+    }
+
+    pub(super) fn channel_stats(p: Planes, x: &[f32], mean: &mut [f32], var: &mut [f32]) {
+        let c = p.channels;
+        let count = p.count();
+        let sums = reduce(p, c, |r, acc| {
+            for (a, &v) in acc.iter_mut().zip(&x[r * c..][..c]) {
+                *a += v;
+            }
+        });
+        for (m, s) in mean.iter_mut().zip(&sums) {
+            *m = (s / count) as f32;
+        }
+        let means: &[f32] = mean;
+        let squares = reduce(p, c, |r, acc| {
+            for ((a, &v), &m) in acc.iter_mut().zip(&x[r * c..][..c]).zip(means) {
+                *a += (v - m) * (v - m);
+            }
+        });
+        for (v, s) in var.iter_mut().zip(&squares) {
+            *v = (s / count) as f32;
+        }
+    }
+
+    /// Calls `f(input_row, output_row)` for every row, in parallel.
+    fn each_row(p: Planes, x: &[f32], out: &mut [f32], f: impl Fn(&[f32], &mut [f32]) + Sync) {
+        let c = p.channels.max(1);
+        out.par_chunks_mut(c)
+            .zip(x.par_chunks(c))
+            .with_min_len(rows_per_task(c))
+            .for_each(|(o, x)| f(x, o));
+    }
+
+    /// `out = act(x * a[c] + b[c])` with `(a[c], b[c]) = coefficients(c)`.
+    pub(super) fn map(
+        p: Planes,
+        x: &[f32],
+        out: &mut [f32],
+        activation: Activation,
+        coefficients: impl Fn(usize) -> (f32, f32),
+    ) {
+        let (a, b): (Vec<f32>, Vec<f32>) = (0..p.channels).map(coefficients).unzip();
+        each_row(p, x, out, |x, o| {
+            for (((o, &v), &a), &b) in o.iter_mut().zip(x).zip(&a).zip(&b) {
+                *o = activation.apply_scalar(v * a + b);
+            }
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn normalize_act(
+        p: Planes,
+        x: &[f32],
+        mean: &[f32],
+        invstd: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        activation: Activation,
+        out: &mut [f32],
+    ) {
+        each_row(p, x, out, |x, o| {
+            for (c, (o, &v)) in o.iter_mut().zip(x).enumerate() {
+                *o = activation.apply_scalar((v - mean[c]) * invstd[c] * gamma[c] + beta[c]);
+            }
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn backward(
+        p: Planes,
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        mean: &[f32],
+        invstd: &[f32],
+        activation: Activation,
+        dy: &[f32],
+        dx: &mut [f32],
+    ) -> (Vec<f32>, Vec<f32>) {
+        let c = p.channels;
+        // Pass 1: dbeta = sum(dz) and dgamma = sum(dz * xhat), side by side per chunk.
+        let sums = reduce(p, 2 * c, |r, acc| {
+            let (sum_dz, sum_dz_xhat) = acc.split_at_mut(c);
+            let (x, dy) = (&x[r * c..][..c], &dy[r * c..][..c]);
+            for ch in 0..c {
+                let xhat = (x[ch] - mean[ch]) * invstd[ch];
+                let dz = dy[ch] * activation.derivative_scalar(xhat * gamma[ch] + beta[ch]);
+                sum_dz[ch] += dz;
+                sum_dz_xhat[ch] += dz * xhat;
+            }
+        });
+        let dbeta: Vec<f32> = sums[..c].iter().map(|&v| v as f32).collect();
+        let dgamma: Vec<f32> = sums[c..].iter().map(|&v| v as f32).collect();
+        // Pass 2: dx = gamma * invstd * (dz - mean(dz) - xhat * mean(dz * xhat)).
+        let count = p.count() as f32;
+        let mean_dz: Vec<f32> = dbeta.iter().map(|v| v / count).collect();
+        let mean_dz_xhat: Vec<f32> = dgamma.iter().map(|v| v / count).collect();
+        let dc = c.max(1);
+        dx.par_chunks_mut(dc)
+            .enumerate()
+            .with_min_len(rows_per_task(dc))
+            .for_each(|(r, dx)| {
+                let (x, dy) = (&x[r * c..][..c], &dy[r * c..][..c]);
+                for ch in 0..c {
+                    let xhat = (x[ch] - mean[ch]) * invstd[ch];
+                    let dz = dy[ch] * activation.derivative_scalar(xhat * gamma[ch] + beta[ch]);
+                    dx[ch] = gamma[ch] * invstd[ch] * (dz - mean_dz[ch] - xhat * mean_dz_xhat[ch]);
+                }
+            });
+        (dgamma, dbeta)
+    }
 }

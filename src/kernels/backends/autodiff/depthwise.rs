@@ -8,10 +8,11 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::ops::FloatTensor;
 
-use crate::kernels::{DepthwiseBackend, DepthwiseOptions};
+use crate::kernels::{DepthwiseBackend, DepthwiseOptions, Layout};
 
-/// What the backward pass needs: the forward's input and weight, and the options.
-type SavedState<B> = (FloatTensor<B>, FloatTensor<B>, DepthwiseOptions);
+/// What the backward pass needs: the forward's input and weight, the options, and
+/// whether the call was channels-first or channels-last.
+type SavedState<B> = (FloatTensor<B>, FloatTensor<B>, DepthwiseOptions, Layout);
 
 #[derive(Debug)]
 struct DepthwiseWithBias;
@@ -26,16 +27,89 @@ fn register_x_and_weight_grads<B: DepthwiseBackend>(
     output_grad: &FloatTensor<B>,
     grads: &mut Gradients,
 ) {
-    let (x, weight, options) = state;
+    let (x, weight, options, layout) = state;
     let [node_x, node_weight] = parents;
     if let Some(id) = node_x {
-        let grad =
-            B::depthwise_conv2d_x_backward(x.clone(), weight.clone(), output_grad.clone(), options);
+        let (x, weight, dy) = (x.clone(), weight.clone(), output_grad.clone());
+        let grad = match layout {
+            Layout::ChannelsFirst => B::depthwise_conv2d_x_backward(x, weight, dy, options),
+            Layout::ChannelsLast => B::depthwise_conv2d_nhwc_x_backward(x, weight, dy, options),
+        };
         grads.register::<B>(*id, grad);
     }
     if let Some(id) = node_weight {
-        let grad = B::depthwise_conv2d_weight_backward(x, weight, output_grad.clone(), options);
+        let dy = output_grad.clone();
+        let grad = match layout {
+            Layout::ChannelsFirst => B::depthwise_conv2d_weight_backward(x, weight, dy, options),
+            Layout::ChannelsLast => {
+                B::depthwise_conv2d_nhwc_weight_backward(x, weight, dy, options)
+            }
+        };
         grads.register::<B>(*id, grad);
+    }
+}
+
+/// The inner backend's forward in `layout`.
+fn inner_forward<B: DepthwiseBackend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    options: DepthwiseOptions,
+    layout: Layout,
+) -> FloatTensor<B> {
+    match layout {
+        Layout::ChannelsFirst => B::depthwise_conv2d(x, weight, bias, options),
+        Layout::ChannelsLast => B::depthwise_conv2d_nhwc(x, weight, bias, options),
+    }
+}
+
+/// One tracked forward in `layout`: the node with or without the bias parent.
+fn tracked_forward<B: DepthwiseBackend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: Option<FloatTensor<Autodiff<B, C>>>,
+    options: DepthwiseOptions,
+    layout: Layout,
+) -> FloatTensor<Autodiff<B, C>> {
+    match bias {
+        Some(bias) => {
+            let prep = DepthwiseWithBias
+                .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+                .compute_bound()
+                .stateful();
+            let output = inner_forward::<B>(
+                x.primitive.clone(),
+                weight.primitive.clone(),
+                Some(bias.primitive),
+                options,
+                layout,
+            );
+            match prep {
+                OpsKind::Tracked(prep) => {
+                    prep.finish((x.primitive, weight.primitive, options, layout), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(output),
+            }
+        }
+        None => {
+            let prep = DepthwiseNoBias
+                .prepare::<C>([x.node.clone(), weight.node.clone()])
+                .compute_bound()
+                .stateful();
+            let output = inner_forward::<B>(
+                x.primitive.clone(),
+                weight.primitive.clone(),
+                None,
+                options,
+                layout,
+            );
+            match prep {
+                OpsKind::Tracked(prep) => {
+                    prep.finish((x.primitive, weight.primitive, options, layout), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(output),
+            }
+        }
     }
 }
 
@@ -45,6 +119,7 @@ impl<B: DepthwiseBackend> Backward<B, 3> for DepthwiseWithBias {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let output_grad = grads.consume::<B>(&ops.node);
+        let layout = ops.state.3;
         register_x_and_weight_grads::<B>(
             [
                 node_x.as_ref().map(|n| &n.id),
@@ -55,7 +130,11 @@ impl<B: DepthwiseBackend> Backward<B, 3> for DepthwiseWithBias {
             grads,
         );
         if let Some(node) = node_bias {
-            grads.register::<B>(node.id, B::depthwise_conv2d_bias_backward(output_grad));
+            let grad = match layout {
+                Layout::ChannelsFirst => B::depthwise_conv2d_bias_backward(output_grad),
+                Layout::ChannelsLast => B::depthwise_conv2d_nhwc_bias_backward(output_grad),
+            };
+            grads.register::<B>(node.id, grad);
         }
     }
 }
@@ -85,44 +164,20 @@ impl<B: DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for Autodiff<B
         bias: Option<FloatTensor<Self>>,
         options: DepthwiseOptions,
     ) -> FloatTensor<Self> {
-        match bias {
-            Some(bias) => {
-                let prep = DepthwiseWithBias
-                    .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
-                    .compute_bound()
-                    .stateful();
-                let output = B::depthwise_conv2d(
-                    x.primitive.clone(),
-                    weight.primitive.clone(),
-                    Some(bias.primitive),
-                    options,
-                );
-                match prep {
-                    OpsKind::Tracked(prep) => {
-                        prep.finish((x.primitive, weight.primitive, options), output)
-                    }
-                    OpsKind::UnTracked(prep) => prep.finish(output),
-                }
-            }
-            None => {
-                let prep = DepthwiseNoBias
-                    .prepare::<C>([x.node.clone(), weight.node.clone()])
-                    .compute_bound()
-                    .stateful();
-                let output = B::depthwise_conv2d(
-                    x.primitive.clone(),
-                    weight.primitive.clone(),
-                    None,
-                    options,
-                );
-                match prep {
-                    OpsKind::Tracked(prep) => {
-                        prep.finish((x.primitive, weight.primitive, options), output)
-                    }
-                    OpsKind::UnTracked(prep) => prep.finish(output),
-                }
-            }
-        }
+        tracked_forward::<B, C>(x, weight, bias, options, Layout::ChannelsFirst)
+    }
+
+    fn depthwise_conv2d_nhwc(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: DepthwiseOptions,
+    ) -> FloatTensor<Self> {
+        tracked_forward::<B, C>(x, weight, bias, options, Layout::ChannelsLast)
+    }
+
+    fn preferred_layout() -> Layout {
+        B::preferred_layout()
     }
 
     // The backward ops of an autodiff backend are only reached through double

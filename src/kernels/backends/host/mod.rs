@@ -17,9 +17,9 @@ use crate::kernels::pointwise::{
     fallback_x_backward as fallback_pointwise_x_backward,
 };
 use crate::kernels::{
-    Activation, DepthwiseOptions, DepthwiseShape, NormActBackend, PointwiseBackend, cpu, fallback,
-    fallback_batch_norm_act, fallback_batch_norm_act_backward, fallback_channel_affine_act,
-    primitive_dims,
+    Activation, DepthwiseBackend, DepthwiseOptions, DepthwiseShape, NormActBackend,
+    PointwiseBackend, cpu, fallback, fallback_batch_norm_act, fallback_batch_norm_act_backward,
+    fallback_channel_affine_act, primitive_dims,
 };
 
 #[cfg(feature = "flex")]
@@ -123,6 +123,101 @@ pub(crate) fn bias_backward<B: HostTensors>(output_grad: FloatTensor<B>) -> Floa
     match done {
         Some(()) => B::from_f32_vec(grad),
         None => fallback::bias_backward::<B>(output_grad),
+    }
+}
+
+/// [`geometry`] of a channels-last input `[N, H, W, C]`.
+fn geometry_nhwc<B: Backend>(
+    x: &FloatTensor<B>,
+    weight: &FloatTensor<B>,
+    options: DepthwiseOptions,
+) -> DepthwiseShape {
+    let [n, h, w, c] = primitive_dims::<B>(x);
+    DepthwiseShape::new([n, c, h, w], primitive_dims::<B>(weight), options)
+        .expect("depthwise shapes are checked by depthwise_conv2d_nhwc before reaching a backend")
+}
+
+fn nhwc([n, c, h, w]: [usize; 4]) -> [usize; 4] {
+    [n, h, w, c]
+}
+
+pub(crate) fn forward_nhwc<B: HostTensors + DepthwiseBackend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    let s = geometry_nhwc::<B>(&x, &weight, options);
+    let shape = nhwc(s.output_shape());
+    let mut out = vec![0.0f32; shape.iter().product()];
+    let done = B::with_f32(&x, |xs| {
+        B::with_f32(&weight, |ws| match &bias {
+            Some(bias) => B::with_f32(bias, |bs| {
+                cpu::nhwc::forward(&s, xs, ws, Some(bs), &mut out)
+            }),
+            None => {
+                cpu::nhwc::forward(&s, xs, ws, None, &mut out);
+                Some(())
+            }
+        })
+    });
+    match done.flatten().flatten() {
+        Some(()) => B::from_f32(out, shape),
+        None => fallback::nhwc_forward::<B>(x, weight, bias, options),
+    }
+}
+
+pub(crate) fn x_backward_nhwc<B: HostTensors + DepthwiseBackend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    let s = geometry_nhwc::<B>(&x, &weight, options);
+    let shape = [s.batch, s.input[0], s.input[1], s.channels];
+    let mut grad = vec![0.0f32; shape.iter().product()];
+    let done = B::with_f32(&weight, |ws| {
+        B::with_f32(&output_grad, |gs| {
+            cpu::nhwc::x_backward(&s, ws, gs, &mut grad)
+        })
+    });
+    match done.flatten() {
+        Some(()) => B::from_f32(grad, shape),
+        None => fallback::nhwc_x_backward::<B>(x, weight, output_grad, options),
+    }
+}
+
+pub(crate) fn weight_backward_nhwc<B: HostTensors + DepthwiseBackend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    let s = geometry_nhwc::<B>(&x, &weight, options);
+    let shape = s.weight_shape();
+    let mut grad = vec![0.0f32; shape.iter().product()];
+    let done = B::with_f32(&x, |xs| {
+        B::with_f32(&output_grad, |gs| {
+            cpu::nhwc::weight_backward(&s, xs, gs, &mut grad)
+        })
+    });
+    match done.flatten() {
+        Some(()) => B::from_f32(grad, shape),
+        None => fallback::nhwc_weight_backward::<B>(x, weight, output_grad, options),
+    }
+}
+
+pub(crate) fn bias_backward_nhwc<B: HostTensors + DepthwiseBackend>(
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let [n, oh, ow, oc] = primitive_dims::<B>(&output_grad);
+    let mut grad = vec![0.0f32; oc];
+    let done = B::with_f32(&output_grad, |gs| {
+        cpu::nhwc::row_sums(n * oh * ow, oc, gs, &mut grad)
+    });
+    match done {
+        Some(()) => B::from_f32_vec(grad),
+        None => fallback::nhwc_bias_backward::<B>(output_grad),
     }
 }
 
@@ -340,6 +435,41 @@ macro_rules! impl_depthwise_on_host {
 
             fn depthwise_conv2d_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
                 $crate::kernels::backends::host::bias_backward::<Self>(output_grad)
+            }
+
+            fn depthwise_conv2d_nhwc(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                bias: Option<FloatTensor<Self>>,
+                options: $crate::kernels::DepthwiseOptions,
+            ) -> FloatTensor<Self> {
+                $crate::kernels::backends::host::forward_nhwc::<Self>(x, weight, bias, options)
+            }
+
+            fn depthwise_conv2d_nhwc_x_backward(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                output_grad: FloatTensor<Self>,
+                options: $crate::kernels::DepthwiseOptions,
+            ) -> FloatTensor<Self> {
+                $crate::kernels::backends::host::x_backward_nhwc::<Self>(x, weight, output_grad, options)
+            }
+
+            fn depthwise_conv2d_nhwc_weight_backward(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                output_grad: FloatTensor<Self>,
+                options: $crate::kernels::DepthwiseOptions,
+            ) -> FloatTensor<Self> {
+                $crate::kernels::backends::host::weight_backward_nhwc::<Self>(x, weight, output_grad, options)
+            }
+
+            fn depthwise_conv2d_nhwc_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+                $crate::kernels::backends::host::bias_backward_nhwc::<Self>(output_grad)
+            }
+
+            fn preferred_layout() -> $crate::kernels::Layout {
+                $crate::kernels::Layout::ChannelsLast
             }
         }
 
