@@ -26,8 +26,9 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::Parser;
 use dwconv::backend::{BACKEND_NAME, DefaultBackend, check_backend_name, default_device};
+use dwconv::kernels::Layout;
 use dwconv::kernels::{DepthwiseBackend, DepthwiseOptions, fallback};
-use dwconv::models::{MobileNet, MobileNetConfig};
+use dwconv::models::{Architecture, MobileNet, MobileNetConfig};
 use dwconv::nn::CrossEntropyLossConfig;
 use serde::Serialize;
 
@@ -66,6 +67,34 @@ struct Args {
     /// Batch sizes of the end-to-end case, comma-separated (one case each).
     #[arg(long, value_delimiter = ',', default_value = "64", value_parser = clap::value_parser!(u32).range(1..))]
     e2e_batch: Vec<u32>,
+    /// Models of the end-to-end case, comma-separated: v2, v3-small, v3-large (width 1.0).
+    #[arg(long, value_delimiter = ',', default_value = "v2")]
+    e2e_model: Vec<Architecture>,
+    /// Activation layouts of the end-to-end case, comma-separated: auto (the backend's
+    /// preferred), first (NCHW), last (NHWC).
+    #[arg(long, value_delimiter = ',', default_value = "auto", value_parser = parse_layout)]
+    e2e_layout: Vec<Option<Layout>>,
+}
+
+fn parse_layout(name: &str) -> Result<Option<Layout>, String> {
+    match name {
+        "auto" => Ok(None),
+        "first" => Ok(Some(Layout::ChannelsFirst)),
+        "last" => Ok(Some(Layout::ChannelsLast)),
+        other => Err(format!(
+            "unknown layout {other:?}: expected auto, first or last"
+        )),
+    }
+}
+
+/// torchvision's name of a variant (what `scripts/bench_torch.py` reports).
+fn torchvision_name(architecture: Architecture) -> &'static str {
+    match architecture {
+        Architecture::V1 => "mobilenet_v1",
+        Architecture::V2 => "mobilenet_v2",
+        Architecture::V3Small => "mobilenet_v3_small",
+        Architecture::V3Large => "mobilenet_v3_large",
+    }
 }
 
 /// One layer: `[C, H, W]` (the batch is `--layer-batch`), kernel, stride, padding.
@@ -149,18 +178,25 @@ fn median_ms(repeats: u32, mut f: impl FnMut()) -> f64 {
     )
 }
 
-/// MobileNetV2 (torchvision layout), a training step with SGD (momentum 0.9) and
-/// inference on `batch` random `size`×`size` images, as `scripts/bench_torch.py` runs it.
+/// A MobileNet (torchvision layout, width 1.0), a training step with SGD (momentum 0.9)
+/// and inference on `batch` random `size`×`size` images, as `scripts/bench_torch.py` runs
+/// it, with the activations in `layout`.
 fn end_to_end<B: DepthwiseBackend>(
     name: &str,
     device: &B::Device,
     repeats: u32,
+    (architecture, layout): (Architecture, Option<Layout>),
     size: usize,
     batch: usize,
 ) -> EndToEnd {
     let device = device.clone();
-    let config = MobileNetConfig::v2(E2E_CLASSES);
-    let mut model = Some(config.init::<Autodiff<B>>(&device));
+    let config = MobileNetConfig::new(architecture, E2E_CLASSES).with_layout(layout);
+    let model = config.init::<Autodiff<B>>(&device);
+    let layout = match model.layout() {
+        Layout::ChannelsFirst => "nchw",
+        Layout::ChannelsLast => "nhwc",
+    };
+    let mut model = Some(model);
     let mut optimizer = SgdConfig::new()
         .with_momentum(Some(MomentumConfig {
             momentum: 0.9,
@@ -193,8 +229,11 @@ fn end_to_end<B: DepthwiseBackend>(
         let _ = net.forward(images.clone()).sum().into_scalar();
     });
     EndToEnd {
-        model: format!("mobilenet_v2 w1.0 {E2E_CLASSES} classes {size}x{size} batch {batch}"),
-        implementation: format!("dwconv-{name}"),
+        model: format!(
+            "{} w1.0 {E2E_CLASSES} classes {size}x{size} batch {batch}",
+            torchvision_name(architecture)
+        ),
+        implementation: format!("dwconv-{name}-{layout}"),
         train_ms,
         train_images_per_s: batch as f64 / train_ms * 1e3,
         infer_ms,
@@ -257,18 +296,22 @@ fn bench<B: DepthwiseBackend>(args: &Args, device: &B::Device) -> Report {
     let end_to_end = if args.skip_end_to_end {
         Vec::new()
     } else {
-        args.e2e_batch
-            .iter()
-            .map(|&batch| {
-                end_to_end::<B>(
-                    name,
-                    device,
-                    args.repeats,
-                    args.e2e_size as usize,
-                    batch as usize,
-                )
-            })
-            .collect()
+        let mut cases = Vec::new();
+        for &architecture in &args.e2e_model {
+            for &batch in &args.e2e_batch {
+                for &layout in &args.e2e_layout {
+                    cases.push(end_to_end::<B>(
+                        name,
+                        device,
+                        args.repeats,
+                        (architecture, layout),
+                        args.e2e_size as usize,
+                        batch as usize,
+                    ));
+                }
+            }
+        }
+        cases
     };
     let mut rows = Vec::new();
     let layers = if args.skip_layers {
@@ -344,9 +387,43 @@ fn bench<B: DepthwiseBackend>(args: &Args, device: &B::Device) -> Report {
         let layer = format!("{k}x{k} s{stride} [{n},{c},{h},{w}]");
         rows.push(Row {
             layer: layer.clone(),
-            implementation: format!("dwconv-{name}"),
+            implementation: format!("dwconv-{name}-nchw"),
             forward_ms: ours_fwd,
             forward_backward_ms: ours_fb,
+        });
+        // The same layer channels-last (the layout PyTorch's fast rows use).
+        let (x, grad) = (rand([n, h, w, c]), rand([n, oh, ow, c]));
+        let nhwc_fwd = time::<B>(device, args.repeats, || {
+            vec![B::depthwise_conv2d_nhwc(
+                x.clone(),
+                weight.clone(),
+                Some(bias.clone()),
+                options,
+            )]
+        });
+        let nhwc_fb = time::<B>(device, args.repeats, || {
+            vec![
+                B::depthwise_conv2d_nhwc(x.clone(), weight.clone(), Some(bias.clone()), options),
+                B::depthwise_conv2d_nhwc_x_backward(
+                    x.clone(),
+                    weight.clone(),
+                    grad.clone(),
+                    options,
+                ),
+                B::depthwise_conv2d_nhwc_weight_backward(
+                    x.clone(),
+                    weight.clone(),
+                    grad.clone(),
+                    options,
+                ),
+                B::depthwise_conv2d_nhwc_bias_backward(grad.clone()),
+            ]
+        });
+        rows.push(Row {
+            layer: layer.clone(),
+            implementation: format!("dwconv-{name}-nhwc"),
+            forward_ms: nhwc_fwd,
+            forward_backward_ms: nhwc_fb,
         });
         if let (Some(forward_ms), Some(forward_backward_ms)) = (stock_fwd, stock_fb) {
             rows.push(Row {

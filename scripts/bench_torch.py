@@ -103,11 +103,11 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_end_to_end(repeats, size, batch):
+def bench_end_to_end(repeats, arch, size, batch):
     rows = []
     for name, fmt in FORMATS:
         torch.manual_seed(0)
-        model = torchvision.models.mobilenet_v2(num_classes=E2E_CLASSES)
+        model = getattr(torchvision.models, arch)(num_classes=E2E_CLASSES)
         model = model.to(DEVICE).to(memory_format=fmt)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         images = torch.randn(batch, 3, size, size, device=DEVICE).contiguous(memory_format=fmt)
@@ -120,7 +120,7 @@ def bench_end_to_end(repeats, size, batch):
             optimizer.step()
 
         def infer():
-            with torch.no_grad():
+            with torch.inference_mode():
                 model(images)
 
         model.train()
@@ -128,7 +128,7 @@ def bench_end_to_end(repeats, size, batch):
         model.eval()
         infer_ms = median_ms(repeats, infer)
         rows.append({
-            "model": f"mobilenet_v2 w1.0 {E2E_CLASSES} classes {size}x{size} batch {batch}",
+            "model": f"{arch} w1.0 {E2E_CLASSES} classes {size}x{size} batch {batch}",
             "implementation": name,
             "train_ms": train_ms,
             "train_images_per_s": batch / train_ms * 1e3,
@@ -150,6 +150,9 @@ def main():
     parser.add_argument("--e2e-size", type=int, default=32)
     parser.add_argument("--e2e-batch", default="64",
                         help="comma-separated batch sizes, one end-to-end case each")
+    parser.add_argument("--e2e-model", default="mobilenet_v2",
+                        help="comma-separated torchvision models: mobilenet_v2, "
+                             "mobilenet_v3_small, mobilenet_v3_large")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--skip-layers", action="store_true")
     parser.add_argument("--skip-end-to-end", action="store_true")
@@ -160,7 +163,10 @@ def main():
         torch.backends.cudnn.benchmark = True
     batches = [int(b) for b in args.e2e_batch.split(",")]
     end_to_end = [] if args.skip_end_to_end else [
-        row for batch in batches for row in bench_end_to_end(args.repeats, args.e2e_size, batch)
+        row
+        for arch in args.e2e_model.split(",")
+        for batch in batches
+        for row in bench_end_to_end(args.repeats, arch, args.e2e_size, batch)
     ]
     device_name = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu"
     report = {

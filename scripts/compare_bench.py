@@ -49,7 +49,7 @@ def main():
         for name, r in sorted(rows.items()):
             vs_torch = vs_stock = ""
             if name.startswith("dwconv-"):
-                backend = name[len("dwconv-"):]
+                backend = name[len("dwconv-"):].rsplit("-", 1)[0]
                 if torch_best:
                     vs_torch = f"{torch_best['forward_backward_ms'] / r['forward_backward_ms']:.2f}x"
                 stock = rows.get(f"burn-stock-{backend}")

@@ -31,7 +31,7 @@ pub mod cpu;
 pub use activation::Activation;
 pub use norm_act::{
     NormActBackend, fallback_batch_norm_act, fallback_batch_norm_act_backward,
-    fallback_channel_affine_act,
+    fallback_channel_affine_act, reshape_dense,
 };
 pub use pointwise::{
     PointwiseBackend, fallback_forward as fallback_pointwise_forward,

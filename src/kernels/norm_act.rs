@@ -7,7 +7,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{Shape, Tensor, TensorPrimitive};
 
 use super::Activation;
 
@@ -60,6 +60,26 @@ pub trait NormActBackend: Backend {
     ) -> FloatTensor<Self> {
         fallback_channel_affine_act::<Self>(x, scale, shift, activation)
     }
+
+    /// Burn's `float_reshape` for a tensor the crate knows to be dense and row-major (the
+    /// channels-last path views `[N, H, W, C]` as `[N·H·W, C, 1, 1]` around each op).
+    /// CPU backends override it with a reshape that never copies: burn-ndarray 0.21's
+    /// copies every reshaped tensor (`to_shape(..).into_shared()`).
+    fn float_reshape_dense(tensor: FloatTensor<Self>, shape: Shape) -> FloatTensor<Self> {
+        Self::float_reshape(tensor, shape)
+    }
+}
+
+/// [`NormActBackend::float_reshape_dense`] on a tensor: `tensor` (dense, row-major) with
+/// the same elements in `shape`.
+pub fn reshape_dense<B: NormActBackend, const D: usize, const D2: usize>(
+    tensor: Tensor<B, D>,
+    shape: [usize; D2],
+) -> Tensor<B, D2> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::float_reshape_dense(
+        tensor.into_primitive().tensor(),
+        Shape::new(shape),
+    )))
 }
 
 /// [`NormActBackend::batch_norm_act`] with Burn's tensor ops.

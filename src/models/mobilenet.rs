@@ -483,22 +483,17 @@ impl<B: DepthwiseBackend> MobileNet<B> {
 
     /// Global average pool → [hidden linear → activation] → dropout → classifier.
     fn head(&self, features: Tensor<B, 4>) -> Tensor<B, 2> {
-        let (n, c, positions, axis) = match self.layout() {
+        let mut x = match self.layout() {
             Layout::ChannelsFirst => {
                 let [n, c, h, w] = features.dims();
-                (n, c, h * w, 2)
+                features.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
             }
             Layout::ChannelsLast => {
-                let [n, h, w, c] = features.dims();
-                (n, c, h * w, 1)
+                // Two means instead of a reshape, which copies the map on ndarray.
+                let [n, _, _, c] = features.dims();
+                features.mean_dim(1).mean_dim(2).reshape([n, c])
             }
         };
-        let shape = if axis == 2 {
-            [n, c, positions]
-        } else {
-            [n, positions, c]
-        };
-        let mut x = features.reshape(shape).mean_dim(axis).reshape([n, c]);
         if let Some(hidden) = &self.classifier_hidden {
             x = self.hidden_activation.forward(hidden.forward(x));
         }

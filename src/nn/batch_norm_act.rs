@@ -4,7 +4,7 @@ use burn::nn::BatchNorm;
 use burn::tensor::{Tensor, TensorPrimitive};
 
 use super::Activation;
-use crate::kernels::NormActBackend;
+use crate::kernels::{NormActBackend, reshape_dense};
 
 /// [`batch_norm_act`] on channels-last maps `[N, H, W, C]`.
 pub fn batch_norm_act_channels_last<B: NormActBackend>(
@@ -14,7 +14,8 @@ pub fn batch_norm_act_channels_last<B: NormActBackend>(
 ) -> Tensor<B, 4> {
     let [n, h, w, c] = x.dims();
     // `[N·H·W, C, 1, 1]` is NCHW with 1×1 maps: the same per-channel statistics.
-    batch_norm_act(x.reshape([n * h * w, c, 1, 1]), norm, activation).reshape([n, h, w, c])
+    let rows = batch_norm_act(reshape_dense(x, [n * h * w, c, 1, 1]), norm, activation);
+    reshape_dense(rows, [n, h, w, c])
 }
 
 /// `activation(batch_norm(x))` for `x: [N, C, H, W]` with Burn's `BatchNorm` parameters.

@@ -3,7 +3,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use crate::kernels::{PointwiseBackend, pointwise_conv2d};
+use crate::kernels::{PointwiseBackend, pointwise_conv2d, reshape_dense};
 
 /// Configuration of a [`PointwiseConv2d`].
 #[derive(Config, Debug)]
@@ -90,6 +90,17 @@ impl<B: PointwiseBackend> PointwiseConv2d<B> {
         }
     }
 
+    /// Checked [`Self::forward`]: a wrong channel count is an error naming the shape.
+    ///
+    /// # Shapes
+    /// As [`Self::forward`].
+    pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
+        crate::nn::check_channels("PointwiseConv2d", input.dims(), self.in_channels())?;
+        Ok(self.forward(input))
+    }
+}
+
+impl<B: crate::kernels::DepthwiseBackend> PointwiseConv2d<B> {
     /// The same layer on channels-last maps: one matrix product over all `N·H·W`
     /// positions.
     ///
@@ -100,22 +111,13 @@ impl<B: PointwiseBackend> PointwiseConv2d<B> {
         let [n, h, w, c] = input.dims();
         // `[N·H·W, C, 1, 1]` is the same memory as NCHW with 1×1 maps, which the op takes
         // as a single GEMM.
-        let y = pointwise_conv2d(input.reshape([n * h * w, c, 1, 1]), self.weight.val());
+        let rows = reshape_dense(input, [n * h * w, c, 1, 1]);
         let out = self.out_channels();
-        let y = y.reshape([n, h, w, out]);
+        let y = reshape_dense(pointwise_conv2d(rows, self.weight.val()), [n, h, w, out]);
         match &self.bias {
             Some(bias) => y + bias.val().reshape([1, 1, 1, out]),
             None => y,
         }
-    }
-
-    /// Checked [`Self::forward`]: a wrong channel count is an error naming the shape.
-    ///
-    /// # Shapes
-    /// As [`Self::forward`].
-    pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
-        crate::nn::check_channels("PointwiseConv2d", input.dims(), self.in_channels())?;
-        Ok(self.forward(input))
     }
 }
 

@@ -82,12 +82,9 @@ impl<B: Backend> SqueezeExcitation<B> {
     /// - input: `[N, H, W, channels]`
     /// - output: `[N, H, W, channels]`
     pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [n, h, w, c] = input.dims();
-        let pooled = input
-            .clone()
-            .reshape([n, h * w, c])
-            .mean_dim(1)
-            .reshape([n, c]);
+        let [n, _, _, c] = input.dims();
+        // Two means (over H, then W) instead of a reshape, which copies the map on ndarray.
+        let pooled = input.clone().mean_dim(1).mean_dim(2).reshape([n, c]);
         let squeezed = relu(self.fc1.forward_vectors(pooled));
         let scale = hard_sigmoid(self.fc2.forward_vectors(squeezed), 1.0 / 6.0, 0.5);
         input * scale.reshape([n, 1, 1, c])

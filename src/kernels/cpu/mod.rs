@@ -14,6 +14,54 @@ pub mod pointwise;
 
 pub use planes::{forward, weight_backward, x_backward};
 
+/// Whether this CPU has AVX2 and FMA (x86-64; checked once, then cached by std).
+pub(crate) fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Runs `f` inlined into a function compiled for AVX2 and FMA where the CPU has them (the
+/// crate is built for baseline x86-64, SSE2), else as built. The results are the same
+/// either way for code without `mul_add` (Rust never contracts `a * b + c` on its own).
+#[inline(always)]
+pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn fast<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { fast(f) };
+        }
+    }
+    f()
+}
+
+/// A vector of `len` elements that `fill` initialises, without zeroing them first (a
+/// zero-filled output is a whole extra pass over memory at MobileNet sizes).
+///
+/// # Safety
+/// `fill` must write every element of the slice it is given. The kernels that take a
+/// `&mut [MaybeUninit<f32>]` output say so in their docs ("every element written").
+pub(crate) unsafe fn uninit_vec(
+    len: usize,
+    fill: impl FnOnce(&mut [std::mem::MaybeUninit<f32>]),
+) -> Vec<f32> {
+    let mut values = Vec::with_capacity(len);
+    fill(&mut values.spare_capacity_mut()[..len]);
+    // SAFETY: the caller guarantees that `fill` initialised all `len` elements.
+    unsafe { values.set_len(len) };
+    values
+}
+
 /// `out` = the sum of `partial`'s consecutive `out.len()`-long chunks (per-work-item
 /// partial sums of a reduction).
 pub(crate) fn sum_partials(partial: &[f32], out: &mut [f32]) {

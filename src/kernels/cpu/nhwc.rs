@@ -17,6 +17,8 @@
 //! On x86-64 CPUs with AVX2 and FMA the loops are compiled a second time for them and
 //! picked at run time (the crate is built for baseline x86-64).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::kernels::DepthwiseShape;
@@ -51,27 +53,24 @@ impl MulAdd for Plain {
     }
 }
 
-/// Whether the AVX2 + FMA versions can run here.
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// `acc[c] += Σ_taps a[tap.0 + c] * b[tap.1 + c]` for `c < acc.len()`, with the
-/// accumulators in registers [`BLOCK`] channels at a time.
+/// `out[c] = init[c] + Σ_taps a[tap.0 + c] * b[tap.1 + c]` for `c < out.len()` (`init`
+/// zero when `None`), with the sums in registers [`BLOCK`] channels at a time. Writes every
+/// element of `out` and reads none.
 #[inline(always)]
-fn dot_taps<M: MulAdd>(acc: &mut [f32], a: &[f32], b: &[f32], taps: &[(usize, usize)]) {
-    let channels = acc.len();
+fn dot_taps<M: MulAdd>(
+    init: Option<&[f32]>,
+    out: &mut [MaybeUninit<f32>],
+    a: &[f32],
+    b: &[f32],
+    taps: &[(usize, usize)],
+) {
+    let channels = out.len();
     let full = channels - channels % BLOCK;
     for start in (0..full).step_by(BLOCK) {
         let mut block = [0.0f32; BLOCK];
-        block.copy_from_slice(&acc[start..start + BLOCK]);
+        if let Some(init) = init {
+            block.copy_from_slice(&init[start..start + BLOCK]);
+        }
         for &(ia, ib) in taps {
             let a = &a[ia + start..ia + start + BLOCK];
             let b = &b[ib + start..ib + start + BLOCK];
@@ -79,14 +78,16 @@ fn dot_taps<M: MulAdd>(acc: &mut [f32], a: &[f32], b: &[f32], taps: &[(usize, us
                 block[l] = M::mul_add(a[l], b[l], block[l]);
             }
         }
-        acc[start..start + BLOCK].copy_from_slice(&block);
+        for (o, v) in out[start..start + BLOCK].iter_mut().zip(block) {
+            o.write(v);
+        }
     }
     for c in full..channels {
-        let mut sum = acc[c];
+        let mut sum = init.map_or(0.0, |init| init[c]);
         for &(ia, ib) in taps {
             sum = M::mul_add(a[ia + c], b[ib + c], sum);
         }
-        acc[c] = sum;
+        out[c].write(sum);
     }
 }
 
@@ -109,7 +110,7 @@ macro_rules! with_fma {
                 fn fast($($arg: $ty),*) {
                     $body::<Fused>($($arg),*)
                 }
-                if has_avx2_fma() {
+                if super::has_avx2_fma() {
                     // SAFETY: the CPU has AVX2 and FMA, checked just above.
                     return unsafe { fast($($arg),*) };
                 }
@@ -120,10 +121,10 @@ macro_rules! with_fma {
 }
 
 with_fma!(forward_row_dispatch => forward_row(
-    s: &DepthwiseShape, x: &[f32], wt: &[f32], bias: Option<&[f32]>, r: usize, out_row: &mut [f32]
+    s: &DepthwiseShape, x: &[f32], wt: &[f32], bias: Option<&[f32]>, r: usize, out_row: &mut [MaybeUninit<f32>]
 ));
 with_fma!(x_backward_row_dispatch => x_backward_row(
-    s: &DepthwiseShape, wt: &[f32], dy: &[f32], r: usize, grad_row: &mut [f32]
+    s: &DepthwiseShape, wt: &[f32], dy: &[f32], r: usize, grad_row: &mut [MaybeUninit<f32>]
 ));
 with_fma!(weight_backward_rows_dispatch => weight_backward_rows(
     s: &DepthwiseShape, x: &[f32], dy: &[f32], rows: std::ops::Range<usize>, acc: &mut [f32]
@@ -157,14 +158,14 @@ fn taps_major(s: &DepthwiseShape, weight: &[f32]) -> Vec<f32> {
     out
 }
 
-/// Forward into `out` (`[N, out_h, out_w, C * m]`, fully overwritten): `x [N, H, W, C]`,
-/// `weight [C * m, 1, kh, kw]`, `bias [C * m]`.
+/// Forward into `out` (`[N, out_h, out_w, C * m]`, every element written, none read):
+/// `x [N, H, W, C]`, `weight [C * m, 1, kh, kw]`, `bias [C * m]`.
 pub fn forward(
     s: &DepthwiseShape,
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     let wt = taps_major(s, weight);
     let row = s.output[1] * s.out_channels();
@@ -180,7 +181,7 @@ fn forward_row<M: MulAdd>(
     wt: &[f32],
     bias: Option<&[f32]>,
     r: usize,
-    out_row: &mut [f32],
+    out_row: &mut [MaybeUninit<f32>],
 ) {
     let (c, oc, m) = (s.channels, s.out_channels(), s.multiplier);
     let [h, w] = s.input;
@@ -188,6 +189,7 @@ fn forward_row<M: MulAdd>(
     let o = &s.options;
     let (n, oh) = (r / s.output[0], r % s.output[0]);
     let mut taps = Vec::with_capacity(kh * kw);
+    let mut sums = if m == 1 { Vec::new() } else { vec![0.0f32; oc] };
     for (ow, px) in out_row.chunks_exact_mut(oc).enumerate() {
         taps.clear();
         for i in 0..kh {
@@ -200,25 +202,33 @@ fn forward_row<M: MulAdd>(
                 }
             }
         }
-        match bias {
-            Some(b) => px.copy_from_slice(b),
-            None => px.fill(0.0),
-        }
         if m == 1 {
-            dot_taps::<M>(px, x, wt, &taps);
+            dot_taps::<M>(bias, px, x, wt, &taps);
         } else {
+            match bias {
+                Some(b) => sums.copy_from_slice(b),
+                None => sums.fill(0.0),
+            }
             for &(ix, iw) in &taps {
-                for (co, acc) in px.iter_mut().enumerate() {
+                for (co, acc) in sums.iter_mut().enumerate() {
                     *acc = M::mul_add(x[ix + co / m], wt[iw + co], *acc);
                 }
+            }
+            for (o, &v) in px.iter_mut().zip(&sums) {
+                o.write(v);
             }
         }
     }
 }
 
-/// Input gradient into `grad` (`[N, H, W, C]`, fully overwritten) from `output_grad`
-/// (`[N, out_h, out_w, C * m]`).
-pub fn x_backward(s: &DepthwiseShape, weight: &[f32], output_grad: &[f32], grad: &mut [f32]) {
+/// Input gradient into `grad` (`[N, H, W, C]`, every element written, none read) from
+/// `output_grad` (`[N, out_h, out_w, C * m]`).
+pub fn x_backward(
+    s: &DepthwiseShape,
+    weight: &[f32],
+    output_grad: &[f32],
+    grad: &mut [MaybeUninit<f32>],
+) {
     let wt = taps_major(s, weight);
     let row = s.input[1] * s.channels;
     grad.par_chunks_mut(row.max(1))
@@ -232,7 +242,7 @@ fn x_backward_row<M: MulAdd>(
     wt: &[f32],
     dy: &[f32],
     r: usize,
-    grad_row: &mut [f32],
+    grad_row: &mut [MaybeUninit<f32>],
 ) {
     let (c, oc, m) = (s.channels, s.out_channels(), s.multiplier);
     let [out_h, out_w] = s.output;
@@ -252,16 +262,17 @@ fn x_backward_row<M: MulAdd>(
                 }
             }
         }
-        px.fill(0.0);
         if m == 1 {
-            dot_taps::<M>(px, dy, wt, &taps);
+            dot_taps::<M>(None, px, dy, wt, &taps);
         } else {
-            for &(idy, iw) in &taps {
-                for (ci, acc) in px.iter_mut().enumerate() {
+            for (ci, out) in px.iter_mut().enumerate() {
+                let mut acc = 0.0;
+                for &(idy, iw) in &taps {
                     for co in ci * m..(ci + 1) * m {
-                        *acc = M::mul_add(dy[idy + co], wt[iw + co], *acc);
+                        acc = M::mul_add(dy[idy + co], wt[iw + co], acc);
                     }
                 }
+                out.write(acc);
             }
         }
     }

@@ -5,6 +5,8 @@
 //! here the forward is two passes (statistics, normalise + activate) and the backward two
 //! (per-channel sums, input gradient), parallel over channels or planes with rayon.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::kernels::Activation;
@@ -69,7 +71,11 @@ pub fn channel_stats(p: Planes, x: &[f32], mean: &mut [f32], var: &mut [f32]) {
 
 /// Calls `f(plane_index, channel, out_plane)` for every `(n, c)` plane of `out`, in
 /// parallel, with several tiny planes per task.
-fn for_each_plane(p: Planes, out: &mut [f32], f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+fn for_each_plane(
+    p: Planes,
+    out: &mut [MaybeUninit<f32>],
+    f: impl Fn(usize, usize, &mut [MaybeUninit<f32>]) + Sync,
+) {
     out.par_chunks_mut(p.plane.max(1))
         .with_min_len(min_planes(p.plane))
         .enumerate()
@@ -83,7 +89,7 @@ pub fn affine_act(
     scale: &[f32],
     shift: &[f32],
     activation: Activation,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     if p.plane == 1 {
         return rows::map(p, x, out, activation, |c| (scale[c], shift[c]));
@@ -91,7 +97,7 @@ pub fn affine_act(
     for_each_plane(p, out, |index, c, out| {
         let (a, b) = (scale[c], shift[c]);
         for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
-            *o = activation.apply_scalar(v * a + b);
+            o.write(activation.apply_scalar(v * a + b));
         }
     });
 }
@@ -115,7 +121,7 @@ pub fn normalize_act(
     gamma: &[f32],
     beta: &[f32],
     activation: Activation,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     if p.plane == 1 {
         // (v - m) * s * g + b as v * (s * g) + (b - m * s * g) would round differently
@@ -125,7 +131,7 @@ pub fn normalize_act(
     for_each_plane(p, out, |index, c, out| {
         let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
         for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
-            *o = activation.apply_scalar((v - m) * s * g + b);
+            o.write(activation.apply_scalar((v - m) * s * g + b));
         }
     });
 }
@@ -144,7 +150,7 @@ pub fn backward(
     epsilon: f64,
     activation: Activation,
     dy: &[f32],
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
 ) -> (Vec<f32>, Vec<f32>) {
     let invstd = inverse_std(var, epsilon);
     if p.plane == 1 {
@@ -181,7 +187,7 @@ pub fn backward(
         for ((o, &v), &d) in dx.iter_mut().zip(x).zip(dy) {
             let xhat = (v - m) * s;
             let dz = d * activation.derivative_scalar(xhat * g + b);
-            *o = k * (dz - mean_dz - xhat * mean_dz_xhat);
+            o.write(k * (dz - mean_dz - xhat * mean_dz_xhat));
         }
     });
     sums.into_iter().map(|(dz, dzx)| (dzx, dz)).unzip()
@@ -194,6 +200,8 @@ pub fn backward(
 /// contiguous, and reductions keep per-chunk partial sums over a fixed number of row
 /// chunks, added in chunk order (the bits do not depend on the thread count).
 mod rows {
+    use std::mem::MaybeUninit;
+
     use rayon::prelude::*;
 
     use super::Planes;
@@ -253,28 +261,68 @@ mod rows {
         }
     }
 
-    /// Calls `f(input_row, output_row)` for every row, in parallel.
-    fn each_row(p: Planes, x: &[f32], out: &mut [f32], f: impl Fn(&[f32], &mut [f32]) + Sync) {
+    /// Calls `f(activation, derivative)` with the activation and its derivative as
+    /// closures of a constant variant, so that the row loops are compiled once per
+    /// variant and vectorise (a `match` per element does not).
+    macro_rules! per_activation {
+        ($activation:expr, |$act:ident, $deriv:ident| $body:expr) => {
+            match $activation {
+                Activation::Relu => {
+                    let $act = |z: f32| Activation::Relu.apply_scalar(z);
+                    let $deriv = |z: f32| Activation::Relu.derivative_scalar(z);
+                    $body
+                }
+                Activation::Relu6 => {
+                    let $act = |z: f32| Activation::Relu6.apply_scalar(z);
+                    let $deriv = |z: f32| Activation::Relu6.derivative_scalar(z);
+                    $body
+                }
+                Activation::HardSwish => {
+                    let $act = |z: f32| Activation::HardSwish.apply_scalar(z);
+                    let $deriv = |z: f32| Activation::HardSwish.derivative_scalar(z);
+                    $body
+                }
+                Activation::Identity => {
+                    let $act = |z: f32| z;
+                    let $deriv = |_: f32| 1.0f32;
+                    $body
+                }
+            }
+        };
+    }
+
+    /// Calls `f(row, input_row, output_row)` for every row, in parallel, each call
+    /// compiled for AVX2 where the CPU has it.
+    fn each_row(
+        p: Planes,
+        x: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        f: impl Fn(usize, &[f32], &mut [MaybeUninit<f32>]) + Sync,
+    ) {
         let c = p.channels.max(1);
         out.par_chunks_mut(c)
             .zip(x.par_chunks(c))
+            .enumerate()
             .with_min_len(rows_per_task(c))
-            .for_each(|(o, x)| f(x, o));
+            .for_each(|(r, (o, x))| super::super::with_avx2(|| f(r, x, o)));
     }
 
     /// `out = act(x * a[c] + b[c])` with `(a[c], b[c]) = coefficients(c)`.
     pub(super) fn map(
         p: Planes,
         x: &[f32],
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         activation: Activation,
         coefficients: impl Fn(usize) -> (f32, f32),
     ) {
         let (a, b): (Vec<f32>, Vec<f32>) = (0..p.channels).map(coefficients).unzip();
-        each_row(p, x, out, |x, o| {
-            for (((o, &v), &a), &b) in o.iter_mut().zip(x).zip(&a).zip(&b) {
-                *o = activation.apply_scalar(v * a + b);
-            }
+        per_activation!(activation, |act, _deriv| {
+            each_row(p, x, out, |_, x, o| {
+                let (x, a, b) = (&x[..o.len()], &a[..o.len()], &b[..o.len()]);
+                for c in 0..o.len() {
+                    o[c].write(act(x[c] * a[c] + b[c]));
+                }
+            })
         });
     }
 
@@ -287,12 +335,16 @@ mod rows {
         gamma: &[f32],
         beta: &[f32],
         activation: Activation,
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
     ) {
-        each_row(p, x, out, |x, o| {
-            for (c, (o, &v)) in o.iter_mut().zip(x).enumerate() {
-                *o = activation.apply_scalar((v - mean[c]) * invstd[c] * gamma[c] + beta[c]);
-            }
+        per_activation!(activation, |act, _deriv| {
+            each_row(p, x, out, |_, x, o| {
+                let n = o.len();
+                let (x, m, s, g, b) = (&x[..n], &mean[..n], &invstd[..n], &gamma[..n], &beta[..n]);
+                for c in 0..n {
+                    o[c].write(act((x[c] - m[c]) * s[c] * g[c] + b[c]));
+                }
+            })
         });
     }
 
@@ -306,19 +358,24 @@ mod rows {
         invstd: &[f32],
         activation: Activation,
         dy: &[f32],
-        dx: &mut [f32],
+        dx: &mut [MaybeUninit<f32>],
     ) -> (Vec<f32>, Vec<f32>) {
         let c = p.channels;
+        let (g, b, m, s) = (&gamma[..c], &beta[..c], &mean[..c], &invstd[..c]);
         // Pass 1: dbeta = sum(dz) and dgamma = sum(dz * xhat), side by side per chunk.
-        let sums = reduce(p, 2 * c, |r, acc| {
-            let (sum_dz, sum_dz_xhat) = acc.split_at_mut(c);
-            let (x, dy) = (&x[r * c..][..c], &dy[r * c..][..c]);
-            for ch in 0..c {
-                let xhat = (x[ch] - mean[ch]) * invstd[ch];
-                let dz = dy[ch] * activation.derivative_scalar(xhat * gamma[ch] + beta[ch]);
-                sum_dz[ch] += dz;
-                sum_dz_xhat[ch] += dz * xhat;
-            }
+        let sums = per_activation!(activation, |_act, deriv| {
+            reduce(p, 2 * c, |r, acc| {
+                super::super::with_avx2(|| {
+                    let (sum_dz, sum_dz_xhat) = acc.split_at_mut(c);
+                    let (x, dy) = (&x[r * c..][..c], &dy[r * c..][..c]);
+                    for ch in 0..c {
+                        let xhat = (x[ch] - m[ch]) * s[ch];
+                        let dz = dy[ch] * deriv(xhat * g[ch] + b[ch]);
+                        sum_dz[ch] += dz;
+                        sum_dz_xhat[ch] += dz * xhat;
+                    }
+                })
+            })
         });
         let dbeta: Vec<f32> = sums[..c].iter().map(|&v| v as f32).collect();
         let dgamma: Vec<f32> = sums[c..].iter().map(|&v| v as f32).collect();
@@ -326,18 +383,18 @@ mod rows {
         let count = p.count() as f32;
         let mean_dz: Vec<f32> = dbeta.iter().map(|v| v / count).collect();
         let mean_dz_xhat: Vec<f32> = dgamma.iter().map(|v| v / count).collect();
-        let dc = c.max(1);
-        dx.par_chunks_mut(dc)
-            .enumerate()
-            .with_min_len(rows_per_task(dc))
-            .for_each(|(r, dx)| {
-                let (x, dy) = (&x[r * c..][..c], &dy[r * c..][..c]);
+        let (mdz, mdzx) = (&mean_dz[..c], &mean_dz_xhat[..c]);
+        per_activation!(activation, |_act, deriv| {
+            each_row(p, dy, dx, |r, dy, dx| {
+                let x = &x[r * c..][..c];
+                let dy = &dy[..c];
                 for ch in 0..c {
-                    let xhat = (x[ch] - mean[ch]) * invstd[ch];
-                    let dz = dy[ch] * activation.derivative_scalar(xhat * gamma[ch] + beta[ch]);
-                    dx[ch] = gamma[ch] * invstd[ch] * (dz - mean_dz[ch] - xhat * mean_dz_xhat[ch]);
+                    let xhat = (x[ch] - m[ch]) * s[ch];
+                    let dz = dy[ch] * deriv(xhat * g[ch] + b[ch]);
+                    dx[ch].write(g[ch] * s[ch] * (dz - mdz[ch] - xhat * mdzx[ch]));
                 }
-            });
+            })
+        });
         (dgamma, dbeta)
     }
 }

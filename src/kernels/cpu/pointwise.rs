@@ -6,6 +6,8 @@
 //! the weight gradient accumulates in place (no `[N, out, in]` intermediate). With 1×1
 //! maps the batch itself is the matrix dimension: one product for the whole batch.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// A matrix view: `rows × cols` elements of `data`, element `(i, j)` at
@@ -50,14 +52,29 @@ fn last_index(rows: usize, cols: usize, row_stride: usize, col_stride: usize) ->
 
 /// `c = a · b + beta · c`, where `c` is a dense row-major `a.rows × b.cols` matrix.
 fn gemm(a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
+    if a.cols == 0 {
+        c.iter_mut().for_each(|v| *v *= beta);
+    }
+    gemm_raw(a, b, beta, c.as_mut_ptr(), c.len());
+}
+
+/// `c = a · b` into an output that need not be initialised: every element is written
+/// (sgemm with `beta = 0` reads none of `c`).
+fn gemm_into(a: Mat, b: Mat, c: &mut [MaybeUninit<f32>]) {
+    if a.cols == 0 {
+        c.iter_mut().for_each(|v| {
+            v.write(0.0);
+        });
+    }
+    gemm_raw(a, b, 0.0, c.as_mut_ptr().cast(), c.len());
+}
+
+/// sgemm into `c_len` elements at `c` (see [`gemm`]); nothing to do when `a.cols == 0`.
+fn gemm_raw(a: Mat, b: Mat, beta: f32, c: *mut f32, c_len: usize) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "inner dimensions");
-    assert_eq!(c.len(), m * n, "output size");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        c.iter_mut().for_each(|v| *v *= beta);
+    assert_eq!(c_len, m * n, "output size");
+    if m == 0 || n == 0 || k == 0 {
         return;
     }
     assert!(
@@ -70,7 +87,8 @@ fn gemm(a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
     );
     // SAFETY: every element sgemm reads (`a`: m×k, `b`: k×n, at the given strides) and
     // writes (`c`: m×n, row-major, distinct elements) lies inside its slice, checked by
-    // the asserts above; the slices do not overlap (`c` is borrowed mutably).
+    // the asserts above; the slices do not overlap (`c` comes from a mutable borrow); with
+    // `beta == 0` sgemm only writes `c`, so it may be uninitialised.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -84,7 +102,7 @@ fn gemm(a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
             b.row_stride as isize,
             b.col_stride as isize,
             beta,
-            c.as_mut_ptr(),
+            c,
             n as isize,
             1,
         );
@@ -105,32 +123,37 @@ pub struct PointwiseShape {
 
 /// `outputs[n] = a · inputs[n]` for every image: `inputs` `[N, a.cols, p]`, `outputs`
 /// `[N, a.rows, p]`, images in parallel.
-fn each_image(a: Mat, inputs: &[f32], outputs: &mut [f32], p: usize) {
+fn each_image(a: Mat, inputs: &[f32], outputs: &mut [MaybeUninit<f32>], p: usize) {
     outputs
         .par_chunks_mut(a.rows * p)
         .zip(inputs.par_chunks(a.cols * p))
-        .for_each(|(out, x)| gemm(a, Mat::dense(x, a.cols, p), 0.0, out));
+        .for_each(|(out, x)| gemm_into(a, Mat::dense(x, a.cols, p), out));
 }
 
-/// Forward into `out` (`[N, out, HW]`, fully overwritten): `x [N, in, HW]`,
+/// Forward into `out` (`[N, out, HW]`, every element written, none read): `x [N, in, HW]`,
 /// `weight [out, in]`.
-pub fn forward(s: PointwiseShape, x: &[f32], weight: &[f32], out: &mut [f32]) {
+pub fn forward(s: PointwiseShape, x: &[f32], weight: &[f32], out: &mut [MaybeUninit<f32>]) {
     let [cin, cout] = s.channels;
     let w = Mat::dense(weight, cout, cin);
     if s.pixels == 1 {
         // out as [N, out] = x [N, in] · Wᵀ.
-        return gemm(Mat::dense(x, s.batch, cin), w.t(), 0.0, out);
+        return gemm_into(Mat::dense(x, s.batch, cin), w.t(), out);
     }
     each_image(w, x, out, s.pixels);
 }
 
-/// Input gradient into `grad` (`[N, in, HW]`, fully overwritten).
-pub fn x_backward(s: PointwiseShape, weight: &[f32], output_grad: &[f32], grad: &mut [f32]) {
+/// Input gradient into `grad` (`[N, in, HW]`, every element written, none read).
+pub fn x_backward(
+    s: PointwiseShape,
+    weight: &[f32],
+    output_grad: &[f32],
+    grad: &mut [MaybeUninit<f32>],
+) {
     let [cin, cout] = s.channels;
     let w = Mat::dense(weight, cout, cin);
     if s.pixels == 1 {
         // dx as [N, in] = dy [N, out] · W.
-        return gemm(Mat::dense(output_grad, s.batch, cout), w, 0.0, grad);
+        return gemm_into(Mat::dense(output_grad, s.batch, cout), w, grad);
     }
     each_image(w.t(), output_grad, grad, s.pixels);
 }

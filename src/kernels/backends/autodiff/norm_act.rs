@@ -8,6 +8,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Shape, TensorMetadata};
 
 use crate::kernels::{Activation, NormActBackend};
 
@@ -42,7 +43,37 @@ impl<B: NormActBackend> Backward<B, 3> for BatchNormActBackward {
     }
 }
 
+/// The backward of [`NormActBackend::float_reshape_dense`]: the gradient reshaped back.
+#[derive(Debug)]
+struct ReshapeDenseBackward;
+
+impl<B: NormActBackend> Backward<B, 1> for ReshapeDenseBackward {
+    /// The input's shape.
+    type State = Shape;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let output_grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node {
+            grads.register::<B>(node.id, B::float_reshape_dense(output_grad, ops.state));
+        }
+    }
+}
+
 impl<B: NormActBackend, C: CheckpointStrategy> NormActBackend for Autodiff<B, C> {
+    fn float_reshape_dense(tensor: FloatTensor<Self>, shape: Shape) -> FloatTensor<Self> {
+        let input_shape = tensor.primitive.shape();
+        let output = B::float_reshape_dense(tensor.primitive, shape);
+        match ReshapeDenseBackward
+            .prepare::<C>([tensor.node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(input_shape, output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
     fn batch_norm_act(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,

@@ -36,6 +36,12 @@ pub(crate) trait HostTensors: Backend {
     /// A float tensor of the given shape owning `data` (row-major).
     fn from_f32<const D: usize>(data: Vec<f32>, shape: [usize; D]) -> FloatTensor<Self>;
 
+    /// `tensor` (dense, row-major) in `shape`; Burn's reshape unless a backend has a
+    /// cheaper one.
+    fn reshape_dense(tensor: FloatTensor<Self>, shape: burn::tensor::Shape) -> FloatTensor<Self> {
+        Self::float_reshape(tensor, shape)
+    }
+
     /// A rank-1 float tensor owning `data`.
     fn from_f32_vec(data: Vec<f32>) -> FloatTensor<Self> {
         let len = data.len();
@@ -149,20 +155,26 @@ pub(crate) fn forward_nhwc<B: HostTensors + DepthwiseBackend>(
 ) -> FloatTensor<B> {
     let s = geometry_nhwc::<B>(&x, &weight, options);
     let shape = nhwc(s.output_shape());
-    let mut out = vec![0.0f32; shape.iter().product()];
-    let done = B::with_f32(&x, |xs| {
-        B::with_f32(&weight, |ws| match &bias {
-            Some(bias) => B::with_f32(bias, |bs| {
-                cpu::nhwc::forward(&s, xs, ws, Some(bs), &mut out)
-            }),
-            None => {
-                cpu::nhwc::forward(&s, xs, ws, None, &mut out);
-                Some(())
-            }
+    let bias_values = match &bias {
+        Some(b) => small::<B>(b),
+        None => Some(Vec::new()),
+    };
+    let out = bias_values.and_then(|bias_values| {
+        let bias_values = bias.as_ref().map(|_| bias_values.as_slice());
+        B::with_f32(&x, |xs| {
+            B::with_f32(&weight, |ws| {
+                // SAFETY: the NHWC forward writes every element of its output.
+                unsafe {
+                    cpu::uninit_vec(shape.iter().product(), |out| {
+                        cpu::nhwc::forward(&s, xs, ws, bias_values, out)
+                    })
+                }
+            })
         })
+        .flatten()
     });
-    match done.flatten().flatten() {
-        Some(()) => B::from_f32(out, shape),
+    match out {
+        Some(out) => B::from_f32(out, shape),
         None => fallback::nhwc_forward::<B>(x, weight, bias, options),
     }
 }
@@ -175,14 +187,18 @@ pub(crate) fn x_backward_nhwc<B: HostTensors + DepthwiseBackend>(
 ) -> FloatTensor<B> {
     let s = geometry_nhwc::<B>(&x, &weight, options);
     let shape = [s.batch, s.input[0], s.input[1], s.channels];
-    let mut grad = vec![0.0f32; shape.iter().product()];
-    let done = B::with_f32(&weight, |ws| {
+    let grad = B::with_f32(&weight, |ws| {
         B::with_f32(&output_grad, |gs| {
-            cpu::nhwc::x_backward(&s, ws, gs, &mut grad)
+            // SAFETY: the NHWC input gradient writes every element of its output.
+            unsafe {
+                cpu::uninit_vec(shape.iter().product(), |grad| {
+                    cpu::nhwc::x_backward(&s, ws, gs, grad)
+                })
+            }
         })
     });
-    match done.flatten() {
-        Some(()) => B::from_f32(grad, shape),
+    match grad.flatten() {
+        Some(grad) => B::from_f32(grad, shape),
         None => fallback::nhwc_x_backward::<B>(x, weight, output_grad, options),
     }
 }
@@ -241,12 +257,18 @@ pub(crate) fn pointwise_forward<B: HostTensors + PointwiseBackend>(
     let [cout, _] = weight_dims::<B>(&weight);
     let s = pointwise_shape::<B>(&x, cout);
     let [n, _, h, w] = primitive_dims::<B>(&x);
-    let mut out = vec![0.0f32; n * cout * s.pixels];
     let done = B::with_f32(&x, |xs| {
-        B::with_f32(&weight, |ws| pointwise_cpu::forward(s, xs, ws, &mut out))
+        B::with_f32(&weight, |ws| {
+            // SAFETY: the pointwise forward writes every element of its output.
+            unsafe {
+                cpu::uninit_vec(n * cout * s.pixels, |out| {
+                    pointwise_cpu::forward(s, xs, ws, out)
+                })
+            }
+        })
     });
     match done.flatten() {
-        Some(()) => B::from_f32(out, [n, cout, h, w]),
+        Some(out) => B::from_f32(out, [n, cout, h, w]),
         None => fallback_pointwise_forward::<B>(x, weight),
     }
 }
@@ -262,14 +284,18 @@ pub(crate) fn pointwise_x_backward<B: HostTensors + PointwiseBackend>(
         channels: [cin, cout],
         pixels: h * w,
     };
-    let mut grad = vec![0.0f32; n * cin * s.pixels];
     let done = B::with_f32(&weight, |ws| {
         B::with_f32(&output_grad, |gs| {
-            pointwise_cpu::x_backward(s, ws, gs, &mut grad)
+            // SAFETY: the pointwise input gradient writes every element of its output.
+            unsafe {
+                cpu::uninit_vec(n * cin * s.pixels, |grad| {
+                    pointwise_cpu::x_backward(s, ws, gs, grad)
+                })
+            }
         })
     });
     match done.flatten() {
-        Some(()) => B::from_f32(grad, [n, cin, h, w]),
+        Some(grad) => B::from_f32(grad, [n, cin, h, w]),
         None => fallback_pointwise_x_backward::<B>(weight, output_grad),
     }
 }
@@ -319,14 +345,18 @@ pub(crate) fn batch_norm_act<B: HostTensors + NormActBackend>(
     };
     let mut mean = vec![0.0f32; p.channels];
     let mut var = vec![0.0f32; p.channels];
-    let mut out = vec![0.0f32; p.batch * p.channels * p.plane];
     let done = B::with_f32(&x, |xs| {
         norm_act_cpu::channel_stats(p, xs, &mut mean, &mut var);
         let invstd = norm_act_cpu::inverse_std(&var, epsilon);
-        norm_act_cpu::normalize_act(p, xs, &mean, &invstd, &g, &b, activation, &mut out);
+        // SAFETY: `normalize_act` writes every element of its output.
+        unsafe {
+            cpu::uninit_vec(p.batch * p.channels * p.plane, |out| {
+                norm_act_cpu::normalize_act(p, xs, &mean, &invstd, &g, &b, activation, out)
+            })
+        }
     });
     match done {
-        Some(()) => (
+        Some(out) => (
             B::from_f32(out, primitive_dims::<B>(&x)),
             B::from_f32_vec(mean),
             B::from_f32_vec(var),
@@ -354,13 +384,22 @@ pub(crate) fn batch_norm_act_backward<B: HostTensors + NormActBackend>(
         small::<B>(&var),
     );
     if let (Some(g), Some(b), Some(m), Some(v)) = vectors {
-        let mut dx = vec![0.0f32; p.batch * p.channels * p.plane];
         let done = B::with_f32(&x, |xs| {
             B::with_f32(&output_grad, |dy| {
-                norm_act_cpu::backward(p, xs, &g, &b, &m, &v, epsilon, activation, dy, &mut dx)
+                let mut sums = None;
+                // SAFETY: `backward` writes every element of the input gradient.
+                let dx = unsafe {
+                    cpu::uninit_vec(p.batch * p.channels * p.plane, |dx| {
+                        sums = Some(norm_act_cpu::backward(
+                            p, xs, &g, &b, &m, &v, epsilon, activation, dy, dx,
+                        ));
+                    })
+                };
+                let (dgamma, dbeta) = sums.expect("backward ran");
+                (dx, dgamma, dbeta)
             })
         });
-        if let Some(Some((dgamma, dbeta))) = done {
+        if let Some(Some((dx, dgamma, dbeta))) = done {
             return (
                 B::from_f32(dx, primitive_dims::<B>(&x)),
                 B::from_f32_vec(dgamma),
@@ -388,11 +427,15 @@ pub(crate) fn channel_affine_act<B: HostTensors + NormActBackend>(
 ) -> FloatTensor<B> {
     let p = planes::<B>(&x);
     if let (Some(a), Some(b)) = (small::<B>(&scale), small::<B>(&shift)) {
-        let mut out = vec![0.0f32; p.batch * p.channels * p.plane];
         let done = B::with_f32(&x, |xs| {
-            norm_act_cpu::affine_act(p, xs, &a, &b, activation, &mut out)
+            // SAFETY: `affine_act` writes every element of its output.
+            unsafe {
+                cpu::uninit_vec(p.batch * p.channels * p.plane, |out| {
+                    norm_act_cpu::affine_act(p, xs, &a, &b, activation, out)
+                })
+            }
         });
-        if done.is_some() {
+        if let Some(out) = done {
             return B::from_f32(out, primitive_dims::<B>(&x));
         }
     }
@@ -536,6 +579,13 @@ macro_rules! impl_depthwise_on_host {
                 activation: $crate::kernels::Activation,
             ) -> FloatTensor<Self> {
                 $crate::kernels::backends::host::channel_affine_act::<Self>(x, scale, shift, activation)
+            }
+
+            fn float_reshape_dense(
+                tensor: FloatTensor<Self>,
+                shape: burn::tensor::Shape,
+            ) -> FloatTensor<Self> {
+                <Self as $crate::kernels::backends::host::HostTensors>::reshape_dense(tensor, shape)
             }
         }
     };

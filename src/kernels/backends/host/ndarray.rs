@@ -5,8 +5,8 @@ use burn::backend::NdArray;
 use burn::backend::ndarray::{
     FloatNdArrayElement, IntNdArrayElement, NdArrayTensor, QuantElement, SharedArray,
 };
-use burn::tensor::TensorData;
-use burn::tensor::ops::FloatTensor;
+use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use burn::tensor::{Shape, TensorData};
 
 use super::{HostTensors, impl_depthwise_on_host};
 
@@ -36,6 +36,23 @@ where
 
     fn from_f32<const D: usize>(data: Vec<f32>, shape: [usize; D]) -> FloatTensor<Self> {
         NdArrayTensor::from_data(TensorData::new(data, shape))
+    }
+
+    fn reshape_dense(tensor: FloatTensor<Self>, shape: Shape) -> FloatTensor<Self> {
+        match tensor {
+            NdArrayTensor::F32(storage) => {
+                let array = storage.into_shared();
+                if !array.is_standard_layout() {
+                    return Self::float_reshape(NdArrayTensor::from(array), shape);
+                }
+                // A standard-layout array takes a new shape over the same buffer.
+                let reshaped = array
+                    .into_shape_with_order(shape.to_vec())
+                    .expect("reshape_dense keeps the element count");
+                NdArrayTensor::from(reshaped)
+            }
+            other => Self::float_reshape(other, shape),
+        }
     }
 }
 
