@@ -236,6 +236,22 @@ pub trait DepthwiseBackend: Backend + NormActBackend + PointwiseBackend {
         permute::<Self>(y, TO_NHWC)
     }
 
+    /// [`Self::depthwise_conv2d_nhwc`] followed by `activation`, for inference (no
+    /// gradient; `Autodiff` takes the default): the CPU kernels apply it as they store each
+    /// output, which saves a pass once BatchNorm is folded into the weights and bias.
+    fn depthwise_conv2d_nhwc_act(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: DepthwiseOptions,
+        activation: Activation,
+    ) -> FloatTensor<Self> {
+        apply_activation::<Self>(
+            Self::depthwise_conv2d_nhwc(x, weight, bias, options),
+            activation,
+        )
+    }
+
     /// Channels-last gradient with respect to the input: `[N, H, W, C]`.
     fn depthwise_conv2d_nhwc_x_backward(
         x: FloatTensor<Self>,
@@ -290,6 +306,17 @@ pub enum Layout {
     ChannelsFirst,
     /// `[N, H, W, C]`: the channels of a pixel contiguous.
     ChannelsLast,
+}
+
+/// `activation` on a float primitive with Burn's ops.
+pub(crate) fn apply_activation<B: Backend>(
+    t: FloatTensor<B>,
+    activation: Activation,
+) -> FloatTensor<B> {
+    activation
+        .forward(Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(t)))
+        .into_primitive()
+        .tensor()
 }
 
 /// Axes that turn NHWC into NCHW.

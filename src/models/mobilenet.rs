@@ -193,6 +193,21 @@ pub struct MobileNet<B: Backend> {
 }
 
 impl<B: Backend> MobileNet<B> {
+    /// The network for inference with every BatchNorm folded into the convolution before
+    /// it ([`ConvNormAct::fuse_for_inference`]): the same eval-mode logits (to float
+    /// rounding) with one pass fewer per layer where the kernel applies the activation,
+    /// and no per-call statistics arithmetic. A folded network is for inference only.
+    pub fn fuse_for_inference(mut self) -> Self {
+        self.stem = self.stem.fuse_for_inference();
+        self.blocks = self
+            .blocks
+            .into_iter()
+            .map(Block::fuse_for_inference)
+            .collect();
+        self.last_conv = self.last_conv.map(ConvNormAct::fuse_for_inference);
+        self
+    }
+
     /// The same network running its activations in `layout` (the parameters are shared);
     /// `None` for the backend's preferred layout.
     pub fn with_layout(mut self, layout: Option<Layout>) -> Self {

@@ -133,6 +133,24 @@ pub enum Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
+    /// The block with every BatchNorm folded into its convolution (see
+    /// [`crate::nn::ConvNormAct::fuse_for_inference`]).
+    pub fn fuse_for_inference(self) -> Self {
+        match self {
+            Block::Separable(mut block) => {
+                block.depthwise = block.depthwise.fuse_for_inference();
+                block.pointwise = block.pointwise.fuse_for_inference();
+                Block::Separable(block)
+            }
+            Block::InvertedResidual(mut block) => {
+                block.expand = block.expand.map(|e| e.fuse_for_inference());
+                block.depthwise = block.depthwise.fuse_for_inference();
+                block.project = block.project.fuse_for_inference();
+                Block::InvertedResidual(block)
+            }
+        }
+    }
+
     /// Builds the block `spec` describes, with the network's BatchNorm settings.
     pub fn from_spec(
         spec: &BlockSpec,

@@ -1,15 +1,16 @@
 use burn::config::Config;
 use burn::module::Module;
+use burn::module::RunningState;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorPrimitive};
 
 use super::{
     Activation, ConvShape, DepthwiseConv2d, DepthwiseConv2dConfig, LayerInfo, LayerKind,
     PointwiseConv2d, PointwiseConv2dConfig, TorchKeys, WeightLayout,
 };
-use crate::kernels::DepthwiseBackend;
+use crate::kernels::{DepthwiseBackend, reshape_dense};
 
 /// BatchNorm settings (torchvision's names and meaning).
 #[derive(Config, Debug, Copy, PartialEq)]
@@ -220,6 +221,10 @@ pub struct ConvNormAct<B: Backend> {
     pub norm: BatchNorm<B>,
     /// Activation applied last.
     pub activation: Activation,
+    /// Whether the norm is folded into the convolution ([`Self::fuse_for_inference`]):
+    /// then the conv weights carry the norm's scale, `norm.beta` its shift, and `norm`
+    /// is otherwise the identity.
+    pub folded: bool,
 }
 
 impl ConvNormActConfig {
@@ -282,11 +287,54 @@ impl ConvNormActConfig {
             conv,
             norm: self.norm.init(cout, device),
             activation: self.activation,
+            folded: false,
         })
     }
 }
 
 impl<B: Backend> ConvNormAct<B> {
+    /// This layer for inference with its BatchNorm folded into the convolution: each
+    /// output channel's weights times `gamma / sqrt(running_var + eps)`, the shift
+    /// `beta - running_mean * scale` as a bias. The forward is then conv → bias +
+    /// activation (in the depthwise kernel itself on the channels-last CPU path), whether
+    /// or not autodiff is on: a folded layer has no batch statistics to train with.
+    pub fn fuse_for_inference(mut self) -> Self {
+        if self.folded {
+            return self;
+        }
+        let norm = &self.norm;
+        let device = norm.gamma.device();
+        let mean = norm.running_mean.value().to_device(&device);
+        let var = norm.running_var.value().to_device(&device);
+        let scale = norm.gamma.val() / (var + norm.epsilon).sqrt();
+        let shift = norm.beta.val() - mean * scale.clone();
+        let out = scale.dims()[0];
+        self.conv = match self.conv {
+            ConvLayer::Standard(mut conv) => {
+                conv.weight = conv
+                    .weight
+                    .map(|w| w * scale.clone().reshape([out, 1, 1, 1]));
+                ConvLayer::Standard(conv)
+            }
+            ConvLayer::Depthwise(mut conv) => {
+                conv.weight = conv
+                    .weight
+                    .map(|w| w * scale.clone().reshape([out, 1, 1, 1]));
+                ConvLayer::Depthwise(conv)
+            }
+            ConvLayer::Pointwise(mut conv) => {
+                conv.weight = conv.weight.map(|w| w * scale.clone().reshape([out, 1]));
+                ConvLayer::Pointwise(conv)
+            }
+        };
+        self.norm.gamma = self.norm.gamma.map(|g| g.ones_like());
+        self.norm.beta = self.norm.beta.map(|_| shift);
+        self.norm.running_mean = RunningState::new(Tensor::zeros([out], &device));
+        self.norm.running_var = RunningState::new(Tensor::ones([out], &device));
+        self.folded = true;
+        self
+    }
+
     /// This layer as its block lists it: module path `path`, torchvision keys `torch`.
     pub fn describe(&self, path: &str, torch: TorchKeys) -> LayerInfo {
         LayerInfo {
@@ -306,7 +354,21 @@ impl<B: DepthwiseBackend> ConvNormAct<B> {
     /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]` (odd kernels)
     pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         let x = self.conv.forward(input);
+        if self.folded {
+            return self.bias_act(x);
+        }
         super::batch_norm_act(x, &self.norm, self.activation)
+    }
+
+    /// `activation(x + bias)` per channel of a folded layer's NCHW conv output (one pass;
+    /// channels-last maps are viewed as `[N·H·W, C, 1, 1]` rows first).
+    fn bias_act(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        Tensor::from_primitive(TensorPrimitive::Float(B::channel_affine_act(
+            x.into_primitive().tensor(),
+            self.norm.gamma.val().into_primitive().tensor(),
+            self.norm.beta.val().into_primitive().tensor(),
+            self.activation,
+        )))
     }
 
     /// [`Self::forward`] on channels-last maps.
@@ -315,6 +377,20 @@ impl<B: DepthwiseBackend> ConvNormAct<B> {
     /// - input: `[N, H, W, in_channels]`
     /// - output: `[N, ceil(H / stride), ceil(W / stride), out_channels]` (odd kernels)
     pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+        if self.folded {
+            if let ConvLayer::Depthwise(conv) = &self.conv {
+                // Bias and activation applied by the kernel as it stores each output.
+                return conv.forward_channels_last_act(
+                    input,
+                    self.norm.beta.val(),
+                    self.activation,
+                );
+            }
+            let x = self.conv.forward_channels_last(input);
+            let [n, h, w, c] = x.dims();
+            let rows = self.bias_act(reshape_dense(x, [n * h * w, c, 1, 1]));
+            return reshape_dense(rows, [n, h, w, c]);
+        }
         let x = self.conv.forward_channels_last(input);
         super::batch_norm_act_channels_last(x, &self.norm, self.activation)
     }
@@ -325,6 +401,9 @@ impl<B: DepthwiseBackend> ConvNormAct<B> {
     /// As [`Self::forward`].
     pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
         let x = self.conv.try_forward(input)?;
+        if self.folded {
+            return Ok(self.bias_act(x));
+        }
         Ok(super::batch_norm_act(x, &self.norm, self.activation))
     }
 }

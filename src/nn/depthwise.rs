@@ -163,6 +163,35 @@ impl<B: DepthwiseBackend> DepthwiseConv2d<B> {
             self.options(),
         )
     }
+
+    /// [`Self::forward_channels_last`] with `bias` added (to the layer's own, if any) and
+    /// `activation` applied in the same pass: inference of a layer with BatchNorm folded
+    /// in.
+    ///
+    /// # Shapes
+    /// - input: `[N, H, W, in_channels]`
+    /// - bias: `[out_channels]`
+    /// - output: `[N, H', W', out_channels]`
+    pub fn forward_channels_last_act(
+        &self,
+        input: Tensor<B, 4>,
+        bias: Tensor<B, 1>,
+        activation: crate::kernels::Activation,
+    ) -> Tensor<B, 4> {
+        let bias = match &self.bias {
+            Some(own) => own.val() + bias,
+            None => bias,
+        };
+        Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(
+            B::depthwise_conv2d_nhwc_act(
+                input.into_primitive().tensor(),
+                self.weight.val().into_primitive().tensor(),
+                Some(bias.into_primitive().tensor()),
+                self.options(),
+                activation,
+            ),
+        ))
+    }
 }
 
 impl<B: Backend> DepthwiseConv2d<B> {

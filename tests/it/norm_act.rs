@@ -142,81 +142,83 @@ fn vals<const D: usize>(p: burn::tensor::ops::FloatTensor<NdArray>) -> Vec<f32> 
 fn cpu_kernels_match_the_tensor_op_fallback() {
     let device = Default::default();
     for (i, activation) in ACTIVATIONS.into_iter().enumerate() {
-        let shape = [4, 6, 5, 3];
-        let len: usize = shape.iter().product();
-        let x: Vec<f32> = random_values(50 + i as u64, len)
-            .iter()
-            .map(|v| 3.0 * v)
-            .collect();
-        let dy = random_values(60 + i as u64, len);
-        let gamma: Vec<f32> = random_values(70, 6).iter().map(|v| 1.5 + v).collect();
-        let beta = random_values(71, 6);
-        let t4 = |v: &[f32]| prim(tensor::<NdArray, 4>(v, shape, &device));
-        let t1 = |v: &[f32]| prim(tensor::<NdArray, 1>(v, [6], &device));
+        // NCHW planes, and 1×1 maps: the row kernels of the channels-last path.
+        for shape in [[4, 6, 5, 3], [90, 6, 1, 1]] {
+            let len: usize = shape.iter().product();
+            let x: Vec<f32> = random_values(50 + i as u64, len)
+                .iter()
+                .map(|v| 3.0 * v)
+                .collect();
+            let dy = random_values(60 + i as u64, len);
+            let gamma: Vec<f32> = random_values(70, 6).iter().map(|v| 1.5 + v).collect();
+            let beta = random_values(71, 6);
+            let t4 = |v: &[f32]| prim(tensor::<NdArray, 4>(v, shape, &device));
+            let t1 = |v: &[f32]| prim(tensor::<NdArray, 1>(v, [6], &device));
 
-        let (y, mean, var) = <NdArray as NormActBackend>::batch_norm_act(
-            t4(&x),
-            t1(&gamma),
-            t1(&beta),
-            1e-3,
-            activation,
-        );
-        let (y_ref, mean_ref, var_ref) =
-            fallback_batch_norm_act::<NdArray>(t4(&x), t1(&gamma), t1(&beta), 1e-3, activation);
-        let what = format!("{activation:?}");
-        let (mean, var) = (vals::<1>(mean), vals::<1>(var));
-        assert_near(&format!("{what} y"), &vals::<4>(y), &vals::<4>(y_ref));
-        assert_near(&format!("{what} mean"), &mean, &vals::<1>(mean_ref));
-        assert_near(&format!("{what} var"), &var, &vals::<1>(var_ref));
+            let (y, mean, var) = <NdArray as NormActBackend>::batch_norm_act(
+                t4(&x),
+                t1(&gamma),
+                t1(&beta),
+                1e-3,
+                activation,
+            );
+            let (y_ref, mean_ref, var_ref) =
+                fallback_batch_norm_act::<NdArray>(t4(&x), t1(&gamma), t1(&beta), 1e-3, activation);
+            let what = format!("{activation:?} {shape:?}");
+            let (mean, var) = (vals::<1>(mean), vals::<1>(var));
+            assert_near(&format!("{what} y"), &vals::<4>(y), &vals::<4>(y_ref));
+            assert_near(&format!("{what} mean"), &mean, &vals::<1>(mean_ref));
+            assert_near(&format!("{what} var"), &var, &vals::<1>(var_ref));
 
-        let grads = <NdArray as NormActBackend>::batch_norm_act_backward(
-            t4(&x),
-            t1(&gamma),
-            t1(&beta),
-            t1(&mean),
-            t1(&var),
-            1e-3,
-            activation,
-            t4(&dy),
-        );
-        let grads_ref = fallback_batch_norm_act_backward::<NdArray>(
-            t4(&x),
-            t1(&gamma),
-            t1(&beta),
-            t1(&mean),
-            t1(&var),
-            1e-3,
-            activation,
-            t4(&dy),
-        );
-        assert_near(
-            &format!("{what} dx"),
-            &vals::<4>(grads.0),
-            &vals::<4>(grads_ref.0),
-        );
-        assert_near(
-            &format!("{what} dgamma"),
-            &vals::<1>(grads.1),
-            &vals::<1>(grads_ref.1),
-        );
-        assert_near(
-            &format!("{what} dbeta"),
-            &vals::<1>(grads.2),
-            &vals::<1>(grads_ref.2),
-        );
+            let grads = <NdArray as NormActBackend>::batch_norm_act_backward(
+                t4(&x),
+                t1(&gamma),
+                t1(&beta),
+                t1(&mean),
+                t1(&var),
+                1e-3,
+                activation,
+                t4(&dy),
+            );
+            let grads_ref = fallback_batch_norm_act_backward::<NdArray>(
+                t4(&x),
+                t1(&gamma),
+                t1(&beta),
+                t1(&mean),
+                t1(&var),
+                1e-3,
+                activation,
+                t4(&dy),
+            );
+            assert_near(
+                &format!("{what} dx"),
+                &vals::<4>(grads.0),
+                &vals::<4>(grads_ref.0),
+            );
+            assert_near(
+                &format!("{what} dgamma"),
+                &vals::<1>(grads.1),
+                &vals::<1>(grads_ref.1),
+            );
+            assert_near(
+                &format!("{what} dbeta"),
+                &vals::<1>(grads.2),
+                &vals::<1>(grads_ref.2),
+            );
 
-        let affine = <NdArray as NormActBackend>::channel_affine_act(
-            t4(&x),
-            t1(&gamma),
-            t1(&beta),
-            activation,
-        );
-        let affine_ref =
-            fallback_channel_affine_act::<NdArray>(t4(&x), t1(&gamma), t1(&beta), activation);
-        assert_near(
-            &format!("{what} affine"),
-            &vals::<4>(affine),
-            &vals::<4>(affine_ref),
-        );
+            let affine = <NdArray as NormActBackend>::channel_affine_act(
+                t4(&x),
+                t1(&gamma),
+                t1(&beta),
+                activation,
+            );
+            let affine_ref =
+                fallback_channel_affine_act::<NdArray>(t4(&x), t1(&gamma), t1(&beta), activation);
+            assert_near(
+                &format!("{what} affine"),
+                &vals::<4>(affine),
+                &vals::<4>(affine_ref),
+            );
+        }
     }
 }

@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::kernels::DepthwiseShape;
+use crate::kernels::{Activation, DepthwiseShape};
 
 /// Channels accumulated in registers at once (two AVX2 vectors).
 const BLOCK: usize = 16;
@@ -53,9 +53,9 @@ impl MulAdd for Plain {
     }
 }
 
-/// `out[c] = init[c] + Σ_taps a[tap.0 + c] * b[tap.1 + c]` for `c < out.len()` (`init`
-/// zero when `None`), with the sums in registers [`BLOCK`] channels at a time. Writes every
-/// element of `out` and reads none.
+/// `out[c] = act(init[c] + Σ_taps a[tap.0 + c] * b[tap.1 + c])` for `c < out.len()`
+/// (`init` zero when `None`), with the sums in registers [`BLOCK`] channels at a time.
+/// Writes every element of `out` and reads none.
 #[inline(always)]
 fn dot_taps<M: MulAdd>(
     init: Option<&[f32]>,
@@ -63,6 +63,7 @@ fn dot_taps<M: MulAdd>(
     a: &[f32],
     b: &[f32],
     taps: &[(usize, usize)],
+    activation: Activation,
 ) {
     let channels = out.len();
     let full = channels - channels % BLOCK;
@@ -79,7 +80,7 @@ fn dot_taps<M: MulAdd>(
             }
         }
         for (o, v) in out[start..start + BLOCK].iter_mut().zip(block) {
-            o.write(v);
+            o.write(activation.apply_scalar(v));
         }
     }
     for c in full..channels {
@@ -87,7 +88,7 @@ fn dot_taps<M: MulAdd>(
         for &(ia, ib) in taps {
             sum = M::mul_add(a[ia + c], b[ib + c], sum);
         }
-        out[c].write(sum);
+        out[c].write(activation.apply_scalar(sum));
     }
 }
 
@@ -121,7 +122,8 @@ macro_rules! with_fma {
 }
 
 with_fma!(forward_row_dispatch => forward_row(
-    s: &DepthwiseShape, x: &[f32], wt: &[f32], bias: Option<&[f32]>, r: usize, out_row: &mut [MaybeUninit<f32>]
+    s: &DepthwiseShape, x: &[f32], wt: &[f32], bias: Option<&[f32]>,
+    activation: Activation, r: usize, out_row: &mut [MaybeUninit<f32>]
 ));
 with_fma!(x_backward_row_dispatch => x_backward_row(
     s: &DepthwiseShape, wt: &[f32], dy: &[f32], r: usize, grad_row: &mut [MaybeUninit<f32>]
@@ -159,19 +161,21 @@ fn taps_major(s: &DepthwiseShape, weight: &[f32]) -> Vec<f32> {
 }
 
 /// Forward into `out` (`[N, out_h, out_w, C * m]`, every element written, none read):
-/// `x [N, H, W, C]`, `weight [C * m, 1, kh, kw]`, `bias [C * m]`.
+/// `x [N, H, W, C]`, `weight [C * m, 1, kh, kw]`, `bias [C * m]`, then `activation`
+/// (fused: inference with BatchNorm folded into the weights and bias).
 pub fn forward(
     s: &DepthwiseShape,
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
+    activation: Activation,
     out: &mut [MaybeUninit<f32>],
 ) {
     let wt = taps_major(s, weight);
     let row = s.output[1] * s.out_channels();
     out.par_chunks_mut(row.max(1))
         .enumerate()
-        .for_each(|(r, out_row)| forward_row_dispatch(s, x, &wt, bias, r, out_row));
+        .for_each(|(r, out_row)| forward_row_dispatch(s, x, &wt, bias, activation, r, out_row));
 }
 
 #[inline(always)]
@@ -180,6 +184,7 @@ fn forward_row<M: MulAdd>(
     x: &[f32],
     wt: &[f32],
     bias: Option<&[f32]>,
+    activation: Activation,
     r: usize,
     out_row: &mut [MaybeUninit<f32>],
 ) {
@@ -203,7 +208,7 @@ fn forward_row<M: MulAdd>(
             }
         }
         if m == 1 {
-            dot_taps::<M>(bias, px, x, wt, &taps);
+            dot_taps::<M>(bias, px, x, wt, &taps, activation);
         } else {
             match bias {
                 Some(b) => sums.copy_from_slice(b),
@@ -215,7 +220,7 @@ fn forward_row<M: MulAdd>(
                 }
             }
             for (o, &v) in px.iter_mut().zip(&sums) {
-                o.write(v);
+                o.write(activation.apply_scalar(v));
             }
         }
     }
@@ -263,7 +268,7 @@ fn x_backward_row<M: MulAdd>(
             }
         }
         if m == 1 {
-            dot_taps::<M>(None, px, dy, wt, &taps);
+            dot_taps::<M>(None, px, dy, wt, &taps, Activation::Identity);
         } else {
             for (ci, out) in px.iter_mut().enumerate() {
                 let mut acc = 0.0;

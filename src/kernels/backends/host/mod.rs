@@ -152,6 +152,7 @@ pub(crate) fn forward_nhwc<B: HostTensors + DepthwiseBackend>(
     weight: FloatTensor<B>,
     bias: Option<FloatTensor<B>>,
     options: DepthwiseOptions,
+    activation: Activation,
 ) -> FloatTensor<B> {
     let s = geometry_nhwc::<B>(&x, &weight, options);
     let shape = nhwc(s.output_shape());
@@ -166,7 +167,7 @@ pub(crate) fn forward_nhwc<B: HostTensors + DepthwiseBackend>(
                 // SAFETY: the NHWC forward writes every element of its output.
                 unsafe {
                     cpu::uninit_vec(shape.iter().product(), |out| {
-                        cpu::nhwc::forward(&s, xs, ws, bias_values, out)
+                        cpu::nhwc::forward(&s, xs, ws, bias_values, activation, out)
                     })
                 }
             })
@@ -175,7 +176,10 @@ pub(crate) fn forward_nhwc<B: HostTensors + DepthwiseBackend>(
     });
     match out {
         Some(out) => B::from_f32(out, shape),
-        None => fallback::nhwc_forward::<B>(x, weight, bias, options),
+        None => {
+            let y = fallback::nhwc_forward::<B>(x, weight, bias, options);
+            crate::kernels::apply_activation::<B>(y, activation)
+        }
     }
 }
 
@@ -486,7 +490,25 @@ macro_rules! impl_depthwise_on_host {
                 bias: Option<FloatTensor<Self>>,
                 options: $crate::kernels::DepthwiseOptions,
             ) -> FloatTensor<Self> {
-                $crate::kernels::backends::host::forward_nhwc::<Self>(x, weight, bias, options)
+                $crate::kernels::backends::host::forward_nhwc::<Self>(
+                    x,
+                    weight,
+                    bias,
+                    options,
+                    $crate::kernels::Activation::Identity,
+                )
+            }
+
+            fn depthwise_conv2d_nhwc_act(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                bias: Option<FloatTensor<Self>>,
+                options: $crate::kernels::DepthwiseOptions,
+                activation: $crate::kernels::Activation,
+            ) -> FloatTensor<Self> {
+                $crate::kernels::backends::host::forward_nhwc::<Self>(
+                    x, weight, bias, options, activation,
+                )
             }
 
             fn depthwise_conv2d_nhwc_x_backward(
