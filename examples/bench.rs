@@ -125,6 +125,9 @@ struct EndToEnd {
     train_images_per_s: f64,
     infer_ms: f64,
     infer_images_per_s: f64,
+    /// Inference with BatchNorm folded into the convolutions (`fuse_for_inference`).
+    infer_fused_ms: f64,
+    infer_fused_images_per_s: f64,
     /// Peak resident memory of the process so far (VmHWM).
     peak_rss_mb: f64,
 }
@@ -228,6 +231,10 @@ fn end_to_end<B: DepthwiseBackend>(
     let infer_ms = median_ms(repeats, || {
         let _ = net.forward(images.clone()).sum().into_scalar();
     });
+    let fused = net.fuse_for_inference();
+    let infer_fused_ms = median_ms(repeats, || {
+        let _ = fused.forward(images.clone()).sum().into_scalar();
+    });
     EndToEnd {
         model: format!(
             "{} w1.0 {E2E_CLASSES} classes {size}x{size} batch {batch}",
@@ -238,6 +245,8 @@ fn end_to_end<B: DepthwiseBackend>(
         train_images_per_s: batch as f64 / train_ms * 1e3,
         infer_ms,
         infer_images_per_s: batch as f64 / infer_ms * 1e3,
+        infer_fused_ms,
+        infer_fused_images_per_s: batch as f64 / infer_fused_ms * 1e3,
         peak_rss_mb: peak_rss_mb(),
     }
 }
@@ -546,8 +555,14 @@ fn print_report(args: &Args, report: &Report) {
     }
     for r in &report.end_to_end {
         println!(
-            "{} {}: train {:.1} img/s, infer {:.1} img/s, peak RSS {:.0} MB",
-            r.model, r.implementation, r.train_images_per_s, r.infer_images_per_s, r.peak_rss_mb
+            "{} {}: train {:.1} img/s, infer {:.1} img/s (BatchNorm folded: {:.1}; {:.2} ms), peak RSS {:.0} MB",
+            r.model,
+            r.implementation,
+            r.train_images_per_s,
+            r.infer_images_per_s,
+            r.infer_fused_images_per_s,
+            r.infer_fused_ms,
+            r.peak_rss_mb
         );
     }
 }

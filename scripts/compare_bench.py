@@ -59,20 +59,27 @@ def main():
                   f"| {vs_torch} | {vs_stock} |")
     if e2e:
         print()
-        print("| model | implementation | train img/s | infer img/s | train vs PyTorch best "
+        print("| model | implementation | train img/s | infer img/s | infer ms | train vs PyTorch best "
               "| infer vs PyTorch best | peak RSS MB |")
-        print("|---|---|---:|---:|---:|---:|---:|")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
         for model, rows in e2e.items():
             best_train = best_torch(rows, "train_images_per_s")
             best_infer = best_torch(rows, "infer_images_per_s")
             for name, r in sorted(rows.items()):
-                vs_train = vs_infer = ""
-                if name.startswith("dwconv-") and best_train:
-                    vs_train = f"{r['train_images_per_s'] / best_train['train_images_per_s']:.3f}x"
-                    vs_infer = f"{r['infer_images_per_s'] / best_infer['infer_images_per_s']:.3f}x"
-                print(f"| {model} | {name} | {r['train_images_per_s']:.1f} "
-                      f"| {r['infer_images_per_s']:.1f} | {vs_train} | {vs_infer} "
-                      f"| {r['peak_rss_mb']:.0f} |")
+                # dwconv rows also give the BatchNorm-folded inference, as its own line.
+                variants = [(name, r["infer_images_per_s"], r["infer_ms"], True)]
+                if "infer_fused_images_per_s" in r:
+                    variants.append((name + " (BN folded)", r["infer_fused_images_per_s"],
+                                     r["infer_fused_ms"], False))
+                for label, infer, infer_ms, with_train in variants:
+                    vs_train = vs_infer = ""
+                    if name.startswith("dwconv-") and best_train:
+                        if with_train:
+                            vs_train = f"{r['train_images_per_s'] / best_train['train_images_per_s']:.3f}x"
+                        vs_infer = f"{infer / best_infer['infer_images_per_s']:.3f}x"
+                    train = f"{r['train_images_per_s']:.1f}" if with_train else ""
+                    print(f"| {model} | {label} | {train} | {infer:.1f} | {infer_ms:.2f} "
+                          f"| {vs_train} | {vs_infer} | {r['peak_rss_mb']:.0f} |")
 
 
     if pointwise:
