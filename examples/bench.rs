@@ -53,6 +53,10 @@ struct Args {
     /// Skip the pointwise-conv table.
     #[arg(long)]
     skip_pointwise: bool,
+    /// Add the GEMM table: the channels-last pointwise products (`[N·H·W, in] × [in, out]`
+    /// and both gradients) in `matrixmultiply` (the crate's) and in the `gemm` crate.
+    #[arg(long)]
+    gemm: bool,
     /// Batch size of the layer table (the MobileNet layer shapes keep their channels and
     /// maps; 64 is the CPU table, GPUs take more).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
@@ -142,6 +146,8 @@ struct Report {
     layers: Vec<Row>,
     /// The pointwise (1×1) conv, forward and both gradients, in its Burn-op formulations.
     pointwise: Vec<Row>,
+    /// The channels-last pointwise products in two GEMM libraries (`--gemm`).
+    gemm: Vec<Row>,
 }
 
 const E2E_CLASSES: usize = 10;
@@ -448,7 +454,13 @@ fn bench<B: DepthwiseBackend>(args: &Args, device: &B::Device) -> Report {
     } else {
         pointwise_rows::<B>(name, device, args)
     };
+    let gemm = if args.gemm {
+        gemm_rows(args)
+    } else {
+        Vec::new()
+    };
     Report {
+        gemm,
         tool: "examples/bench.rs",
         backend: name.to_string(),
         threads: rayon::current_num_threads(),
@@ -525,6 +537,128 @@ fn pointwise_rows<B: DepthwiseBackend>(name: &str, device: &B::Device, args: &Ar
     rows
 }
 
+/// Row-major `c = a · b` (`a`: `m × k` with strides `(ars, acs)`, `b`: `k × n` with
+/// strides `(brs, bcs)`) in one of two libraries, each with its own threading over the
+/// machine's cores.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    library: &str,
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    (ars, acs): (isize, isize),
+    b: &[f32],
+    (brs, bcs): (isize, isize),
+    c: &mut [f32],
+) {
+    assert_eq!(c.len(), m * n);
+    assert!(a.len() >= m * k && b.len() >= k * n);
+    // SAFETY: `a`, `b` and `c` hold the `m × k`, `k × n` and `m × n` elements the strides
+    // address (dense matrices or their transposes), checked above; `c` is exclusive.
+    unsafe {
+        match library {
+            "matrixmultiply" => matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                ars,
+                acs,
+                b.as_ptr(),
+                brs,
+                bcs,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            ),
+            _ => gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                acs,
+                ars,
+                b.as_ptr(),
+                bcs,
+                brs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            ),
+        }
+    }
+}
+
+/// The channels-last pointwise products of [`POINTWISE`] (batch `--layer-batch`): forward
+/// `y = x · Wᵀ`, input gradient `dx = dy · W`, weight gradient `dW = dyᵀ · x`, in
+/// `matrixmultiply` and in the `gemm` crate.
+fn gemm_rows(args: &Args) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let values = |len: usize| {
+        (0..len)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect::<Vec<f32>>()
+    };
+    for ([c, h, w], out) in POINTWISE {
+        let m = args.layer_batch as usize * h * w;
+        let (x, weight, dy) = (values(m * c), values(out * c), values(m * out));
+        let (mut y, mut dx, mut dw) = (vec![0.0; m * out], vec![0.0; m * c], vec![0.0; out * c]);
+        for library in ["matrixmultiply", "gemm"] {
+            let mut forward = || {
+                // y [m, out] = x [m, c] · Wᵀ (W is [out, c]).
+                product(
+                    library,
+                    (m, c, out),
+                    &x,
+                    (c as isize, 1),
+                    &weight,
+                    (1, c as isize),
+                    &mut y,
+                )
+            };
+            let forward_ms = median_ms(args.repeats, &mut forward);
+            let forward_backward_ms = median_ms(args.repeats, || {
+                forward();
+                // dx [m, c] = dy [m, out] · W [out, c].
+                product(
+                    library,
+                    (m, out, c),
+                    &dy,
+                    (out as isize, 1),
+                    &weight,
+                    (c as isize, 1),
+                    &mut dx,
+                );
+                // dW [out, c] = dyᵀ [out, m] · x [m, c].
+                product(
+                    library,
+                    (out, m, c),
+                    &dy,
+                    (1, out as isize),
+                    &x,
+                    (c as isize, 1),
+                    &mut dw,
+                );
+            });
+            rows.push(Row {
+                layer: format!("1x1 rows [{m},{c}]->{out}"),
+                implementation: library.to_string(),
+                forward_ms,
+                forward_backward_ms,
+            });
+        }
+    }
+    rows
+}
+
 fn print_report(args: &Args, report: &Report) {
     if args.json {
         println!(
@@ -547,7 +681,7 @@ fn print_report(args: &Args, report: &Report) {
             r.layer, r.implementation, r.forward_ms, r.forward_backward_ms
         );
     }
-    for r in &report.pointwise {
+    for r in report.pointwise.iter().chain(&report.gemm) {
         println!(
             "{:<26}{:<24}{:>10.2}{:>12.2}",
             r.layer, r.implementation, r.forward_ms, r.forward_backward_ms

@@ -2,7 +2,7 @@
 //!
 //! In NHWC the channels of one pixel are contiguous, so every kernel tap of one output
 //! pixel is a multiply-add of two contiguous channel runs (input pixel × the tap's weights)
-//! into an accumulator that stays in registers across the taps, [`BLOCK`] channels at a
+//! into an accumulator that stays in registers across the taps, `BLOCK` (16) channels at a
 //! time. Bounds checks are per pixel and tap, not per element, and there is no border
 //! buffer: a tap that falls in the padding is simply skipped, which is what makes tiny
 //! maps (4×4, 1×1) as fast per element as large ones. Work is split over output rows
