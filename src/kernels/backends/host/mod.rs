@@ -616,3 +616,47 @@ macro_rules! impl_depthwise_on_host {
     };
 }
 pub(crate) use impl_depthwise_on_host;
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Shape, Tensor, TensorData};
+
+    use super::*;
+
+    /// Dense reads and reshapes of strided views (permuted, transposed, flipped, sliced)
+    /// equal Burn's own row-major read-back.
+    fn strided_views_read_back_in_row_major_order<B: HostTensors>() {
+        let device = Default::default();
+        let values: Vec<f32> = (0..2 * 3 * 4 * 5).map(|i| i as f32).collect();
+        let x = Tensor::<B, 4>::from_data(TensorData::new(values, [2, 3, 4, 5]), &device);
+        let views = [
+            x.clone().permute([0, 2, 3, 1]),
+            x.clone().swap_dims(2, 3),
+            x.clone().flip([3]),
+            x.clone().slice([0..2, 1..3, 0..4, 1..4]),
+            x.clone().permute([3, 1, 0, 2]).flip([1]),
+            x.clone().permute([0, 2, 3, 1]).slice([0..2, 1..3, 0..5, 0..2]),
+        ];
+        for view in views {
+            let expected = view.to_data().to_vec::<f32>().unwrap();
+            let primitive = view.into_primitive().tensor();
+            let got = B::with_f32(&primitive, |s| s.to_vec()).unwrap();
+            assert_eq!(got, expected);
+            let flat = B::reshape_dense(primitive, Shape::from([expected.len()]));
+            let flat = Tensor::<B, 1>::from_primitive(burn::tensor::TensorPrimitive::Float(flat));
+            assert_eq!(flat.to_data().to_vec::<f32>().unwrap(), expected);
+        }
+    }
+
+    #[cfg(feature = "ndarray")]
+    #[test]
+    fn ndarray_strided_views_read_back_in_row_major_order() {
+        strided_views_read_back_in_row_major_order::<burn::backend::NdArray>();
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn flex_strided_views_read_back_in_row_major_order() {
+        strided_views_read_back_in_row_major_order::<burn::backend::Flex>();
+    }
+}
