@@ -239,3 +239,17 @@ pub fn nhwc_weight_backward<B: Backend>(
 pub fn nhwc_bias_backward<B: Backend>(output_grad: FloatTensor<B>) -> FloatTensor<B> {
     bias_backward::<B>(permute::<B>(output_grad, TO_NCHW))
 }
+
+/// [`DepthwiseBackend::conv2d_nchw_to_nhwc`](super::DepthwiseBackend::conv2d_nchw_to_nhwc)
+/// as Burn's `conv2d` (`groups = 1`) and a permute to `[N, OH, OW, C_out]`.
+pub fn conv2d_nchw_to_nhwc<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    permute::<B>(
+        B::conv2d(x, weight, bias, options.to_conv_options(1)),
+        TO_NHWC,
+    )
+}

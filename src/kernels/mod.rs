@@ -252,6 +252,21 @@ pub trait DepthwiseBackend: Backend + NormActBackend + PointwiseBackend {
         )
     }
 
+    /// A dense (`groups = 1`) convolution of an NCHW input with a channels-last output:
+    /// `x [N, C_in, H, W]`, `weight [C_out, C_in, kh, kw]`, `bias [C_out]` →
+    /// `[N, OH, OW, C_out]`. The first layer of a channels-last network (the MobileNet
+    /// stem on RGB images). The default is Burn's `conv2d` and a permute; the CPU kernels
+    /// compute it as im2col GEMMs writing rows of channels. `Autodiff` takes the default
+    /// (Burn's tracked `conv2d`), so the kernels serve inference.
+    fn conv2d_nchw_to_nhwc(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: DepthwiseOptions,
+    ) -> FloatTensor<Self> {
+        fallback::conv2d_nchw_to_nhwc::<Self>(x, weight, bias, options)
+    }
+
     /// Channels-last gradient with respect to the input: `[N, H, W, C]`.
     fn depthwise_conv2d_nhwc_x_backward(
         x: FloatTensor<Self>,
@@ -417,6 +432,30 @@ pub fn try_depthwise_conv2d_nhwc<B: DepthwiseBackend>(
         options,
     );
     Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+/// A dense (`groups = 1`) convolution of an NCHW input with its output channels-last
+/// ([`DepthwiseBackend::conv2d_nchw_to_nhwc`]): the first layer of a channels-last network.
+/// Shapes are Burn's `conv2d`'s to check (it names a mismatch).
+///
+/// # Shapes
+/// - x: `[N, C_in, H, W]`
+/// - weight: `[C_out, C_in, kh, kw]`
+/// - bias: `[C_out]`
+/// - output: `[N, OH, OW, C_out]`
+pub fn conv2d_nchw_to_nhwc<B: DepthwiseBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: DepthwiseOptions,
+) -> Tensor<B, 4> {
+    let out = B::conv2d_nchw_to_nhwc(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.map(|b| b.into_primitive().tensor()),
+        options,
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
 fn check_bias<B: Backend>(

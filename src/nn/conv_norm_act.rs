@@ -10,7 +10,9 @@ use super::{
     Activation, ConvShape, DepthwiseConv2d, DepthwiseConv2dConfig, LayerInfo, LayerKind,
     PointwiseConv2d, PointwiseConv2dConfig, TorchKeys, WeightLayout,
 };
-use crate::kernels::{DepthwiseBackend, reshape_dense};
+use crate::kernels::{
+    DepthwiseBackend, DepthwiseOptions, TO_NCHW, TO_NHWC, conv2d_nchw_to_nhwc, reshape_dense,
+};
 
 /// BatchNorm settings (torchvision's names and meaning).
 #[derive(Config, Debug, Copy, PartialEq)]
@@ -159,17 +161,36 @@ impl<B: DepthwiseBackend> ConvLayer<B> {
     }
 
     /// The convolution on channels-last maps. The general convolution (the 3-channel stem)
-    /// runs as Burn's `conv2d` between two permutes: on the CPU backends Burn's conv2d
-    /// already computes in NHWC and returns an NHWC-strided view, so both are free there.
+    /// reads its input as NCHW (a channels-last view of NCHW images is the images again)
+    /// and writes channels-last ([`conv2d_nchw_to_nhwc`]; Burn's `conv2d` and a permute
+    /// for grouped or asymmetrically padded ones).
     ///
     /// # Shapes
     /// - input: `[N, H, W, in_channels]`
     /// - output: `[N, H', W', out_channels]`
     pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {
-            ConvLayer::Standard(conv) => conv
-                .forward(input.permute(crate::kernels::TO_NCHW))
-                .permute(crate::kernels::TO_NHWC),
+            ConvLayer::Standard(conv) => {
+                let input = input.permute(TO_NCHW);
+                let padding = match conv.padding {
+                    PaddingConfig2d::Valid => Some([0, 0]),
+                    PaddingConfig2d::Explicit(top, left, bottom, right)
+                        if top == bottom && left == right =>
+                    {
+                        Some([top, left])
+                    }
+                    _ => None,
+                };
+                match padding {
+                    Some(padding) if conv.groups == 1 => conv2d_nchw_to_nhwc(
+                        input,
+                        conv.weight.val(),
+                        conv.bias.as_ref().map(|b| b.val()),
+                        DepthwiseOptions::new(conv.stride, padding, conv.dilation),
+                    ),
+                    _ => conv.forward(input).permute(TO_NHWC),
+                }
+            }
             ConvLayer::Depthwise(conv) => conv.forward_channels_last(input),
             ConvLayer::Pointwise(conv) => conv.forward_channels_last(input),
         }

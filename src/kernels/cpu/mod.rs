@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use crate::kernels::DepthwiseShape;
 
+pub mod conv;
 pub(crate) mod gather;
 pub mod nhwc;
 pub mod norm_act;

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 /// A matrix view: `rows × cols` elements of `data`, element `(i, j)` at
 /// `i * row_stride + j * col_stride`.
 #[derive(Clone, Copy)]
-struct Mat<'a> {
+pub(super) struct Mat<'a> {
     data: &'a [f32],
     rows: usize,
     cols: usize,
@@ -23,7 +23,7 @@ struct Mat<'a> {
 
 impl<'a> Mat<'a> {
     /// A dense row-major `rows × cols` matrix.
-    fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
+    pub(super) fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Mat {
             data,
             rows,
@@ -34,7 +34,7 @@ impl<'a> Mat<'a> {
     }
 
     /// The transpose: the same elements with the strides swapped.
-    fn t(self) -> Self {
+    pub(super) fn t(self) -> Self {
         Mat {
             rows: self.cols,
             cols: self.rows,
@@ -60,7 +60,7 @@ fn gemm(a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
 
 /// `c = a · b` into an output that need not be initialised: every element is written
 /// (sgemm with `beta = 0` reads none of `c`).
-fn gemm_into(a: Mat, b: Mat, c: &mut [MaybeUninit<f32>]) {
+pub(super) fn gemm_into(a: Mat, b: Mat, c: &mut [MaybeUninit<f32>]) {
     if a.cols == 0 {
         c.iter_mut().for_each(|v| {
             v.write(0.0);

@@ -147,6 +147,31 @@ fn nhwc([n, c, h, w]: [usize; 4]) -> [usize; 4] {
     [n, h, w, c]
 }
 
+/// Runs a forward `kernel(x, weight, bias, out)` on the `f32` elements of its operands
+/// into a new `len`-element output; `None` when one of them is not `f32`.
+///
+/// # Safety
+/// `kernel` must write every element of `out` (see [`cpu::uninit_vec`]).
+unsafe fn forward_into<B: HostTensors>(
+    x: &FloatTensor<B>,
+    weight: &FloatTensor<B>,
+    bias: &Option<FloatTensor<B>>,
+    len: usize,
+    kernel: impl FnOnce(&[f32], &[f32], Option<&[f32]>, &mut [std::mem::MaybeUninit<f32>]),
+) -> Option<Vec<f32>> {
+    let bias_values = match bias {
+        Some(b) => Some(small::<B>(b)?),
+        None => None,
+    };
+    B::with_f32(x, |xs| {
+        B::with_f32(weight, |ws| {
+            // SAFETY: the caller's `kernel` writes every element.
+            unsafe { cpu::uninit_vec(len, |out| kernel(xs, ws, bias_values.as_deref(), out)) }
+        })
+    })
+    .flatten()
+}
+
 pub(crate) fn forward_nhwc<B: HostTensors + DepthwiseBackend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
@@ -156,30 +181,54 @@ pub(crate) fn forward_nhwc<B: HostTensors + DepthwiseBackend>(
 ) -> FloatTensor<B> {
     let s = geometry_nhwc::<B>(&x, &weight, options);
     let shape = nhwc(s.output_shape());
-    let bias_values = match &bias {
-        Some(b) => small::<B>(b),
-        None => Some(Vec::new()),
-    };
-    let out = bias_values.and_then(|bias_values| {
-        let bias_values = bias.as_ref().map(|_| bias_values.as_slice());
-        B::with_f32(&x, |xs| {
-            B::with_f32(&weight, |ws| {
-                // SAFETY: the NHWC forward writes every element of its output.
-                unsafe {
-                    cpu::uninit_vec(shape.iter().product(), |out| {
-                        cpu::nhwc::forward(&s, xs, ws, bias_values, activation, out)
-                    })
-                }
-            })
+    // SAFETY: the NHWC forward writes every element of its output.
+    let out = unsafe {
+        forward_into::<B>(&x, &weight, &bias, shape.iter().product(), |xs, ws, bs, out| {
+            cpu::nhwc::forward(&s, xs, ws, bs, activation, out)
         })
-        .flatten()
-    });
+    };
     match out {
         Some(out) => B::from_f32(out, shape),
         None => {
             let y = fallback::nhwc_forward::<B>(x, weight, bias, options);
             crate::kernels::apply_activation::<B>(y, activation)
         }
+    }
+}
+
+/// [`DepthwiseBackend::conv2d_nchw_to_nhwc`] on the CPU kernel: im2col GEMMs into
+/// channels-last rows (`f32`); Burn's `conv2d` for other dtypes.
+pub(crate) fn conv2d_nchw_to_nhwc<B: HostTensors>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    let [batch, cin, h, w] = primitive_dims::<B>(&x);
+    let [cout, weight_in, kh, kw] = primitive_dims::<B>(&weight);
+    let output = options.output_size([h, w], [kh, kw]);
+    let (Some(output), true) = (output, weight_in == cin) else {
+        // Burn's conv2d names the mismatch.
+        return fallback::conv2d_nchw_to_nhwc::<B>(x, weight, bias, options);
+    };
+    let s = cpu::conv::DenseConvShape {
+        batch,
+        channels: [cin, cout],
+        input: [h, w],
+        kernel: [kh, kw],
+        output,
+        options,
+    };
+    let shape = [batch, output[0], output[1], cout];
+    // SAFETY: the dense forward writes every element of its output.
+    let out = unsafe {
+        forward_into::<B>(&x, &weight, &bias, shape.iter().product(), |xs, ws, bs, out| {
+            cpu::conv::forward_nhwc(&s, xs, ws, bs, out)
+        })
+    };
+    match out {
+        Some(out) => B::from_f32(out, shape),
+        None => fallback::conv2d_nchw_to_nhwc::<B>(x, weight, bias, options),
     }
 }
 
@@ -509,6 +558,15 @@ macro_rules! impl_depthwise_on_host {
                 $crate::kernels::backends::host::forward_nhwc::<Self>(
                     x, weight, bias, options, activation,
                 )
+            }
+
+            fn conv2d_nchw_to_nhwc(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                bias: Option<FloatTensor<Self>>,
+                options: $crate::kernels::DepthwiseOptions,
+            ) -> FloatTensor<Self> {
+                $crate::kernels::backends::host::conv2d_nchw_to_nhwc::<Self>(x, weight, bias, options)
             }
 
             fn depthwise_conv2d_nhwc_x_backward(
