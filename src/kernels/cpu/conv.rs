@@ -150,7 +150,10 @@ mod tests {
             let bias: Vec<f32> = (0..cout).map(|i| value(i + 101)).collect();
             let mut out = vec![MaybeUninit::uninit(); s.positions() * cout];
             forward_nhwc(&s, &x, &weight, Some(&bias), &mut out);
-            let out: Vec<f32> = out.into_iter().map(|v| unsafe { v.assume_init() }).collect();
+            let out: Vec<f32> = out
+                .into_iter()
+                .map(|v| unsafe { v.assume_init() })
+                .collect();
             for n in 0..batch {
                 for oh in 0..output[0] {
                     for ow in 0..output[1] {

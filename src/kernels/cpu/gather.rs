@@ -31,7 +31,11 @@ pub(crate) fn dense_copy(
     let (shape, strides) = collapse(shape, strides);
     let Some((&cols, outer)) = shape.split_last() else {
         // Every axis has length 1 (or there are none): one element.
-        return Some(if total == 0 { Vec::new() } else { vec![memory[offset]] });
+        return Some(if total == 0 {
+            Vec::new()
+        } else {
+            vec![memory[offset]]
+        });
     };
     if total == 0 {
         return Some(Vec::new());
@@ -140,11 +144,11 @@ mod tests {
         let memory: Vec<f32> = (0..2 * 3 * 40 * 5).map(|i| i as f32).collect();
         // (shape, strides, offset) of views over a [2, 3, 40, 5] buffer.
         let views: [(&[usize], &[isize], usize); 6] = [
-            (&[2, 40, 5, 3], &[600, 5, 1, 200], 0), // NCHW seen as NHWC
-            (&[2, 3, 40, 5], &[600, 200, 5, 1], 0), // dense
-            (&[2, 3, 5, 40], &[600, 200, 1, 5], 0), // last two axes swapped
-            (&[3, 40, 1, 2], &[200, 5, 1, 600], 1), // offset, a length-1 axis
-            (&[5, 3, 2, 40], &[1, 200, 600, 5], 0), // axes reversed
+            (&[2, 40, 5, 3], &[600, 5, 1, 200], 0),  // NCHW seen as NHWC
+            (&[2, 3, 40, 5], &[600, 200, 5, 1], 0),  // dense
+            (&[2, 3, 5, 40], &[600, 200, 1, 5], 0),  // last two axes swapped
+            (&[3, 40, 1, 2], &[200, 5, 1, 600], 1),  // offset, a length-1 axis
+            (&[5, 3, 2, 40], &[1, 200, 600, 5], 0),  // axes reversed
             (&[2, 2, 20, 5], &[600, 200, 10, 2], 3), // a slice with steps
         ];
         for (shape, strides, offset) in views {

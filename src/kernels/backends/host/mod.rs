@@ -183,9 +183,13 @@ pub(crate) fn forward_nhwc<B: HostTensors + DepthwiseBackend>(
     let shape = nhwc(s.output_shape());
     // SAFETY: the NHWC forward writes every element of its output.
     let out = unsafe {
-        forward_into::<B>(&x, &weight, &bias, shape.iter().product(), |xs, ws, bs, out| {
-            cpu::nhwc::forward(&s, xs, ws, bs, activation, out)
-        })
+        forward_into::<B>(
+            &x,
+            &weight,
+            &bias,
+            shape.iter().product(),
+            |xs, ws, bs, out| cpu::nhwc::forward(&s, xs, ws, bs, activation, out),
+        )
     };
     match out {
         Some(out) => B::from_f32(out, shape),
@@ -222,9 +226,13 @@ pub(crate) fn conv2d_nchw_to_nhwc<B: HostTensors>(
     let shape = [batch, output[0], output[1], cout];
     // SAFETY: the dense forward writes every element of its output.
     let out = unsafe {
-        forward_into::<B>(&x, &weight, &bias, shape.iter().product(), |xs, ws, bs, out| {
-            cpu::conv::forward_nhwc(&s, xs, ws, bs, out)
-        })
+        forward_into::<B>(
+            &x,
+            &weight,
+            &bias,
+            shape.iter().product(),
+            |xs, ws, bs, out| cpu::conv::forward_nhwc(&s, xs, ws, bs, out),
+        )
     };
     match out {
         Some(out) => B::from_f32(out, shape),
@@ -693,7 +701,9 @@ mod tests {
             x.clone().flip([3]),
             x.clone().slice([0..2, 1..3, 0..4, 1..4]),
             x.clone().permute([3, 1, 0, 2]).flip([1]),
-            x.clone().permute([0, 2, 3, 1]).slice([0..2, 1..3, 0..5, 0..2]),
+            x.clone()
+                .permute([0, 2, 3, 1])
+                .slice([0..2, 1..3, 0..5, 0..2]),
         ];
         for view in views {
             let expected = view.to_data().to_vec::<f32>().unwrap();
