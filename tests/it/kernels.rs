@@ -254,12 +254,17 @@ fn depthwise_matches_reference<B: DepthwiseBackend>(backend: &str) {
     }
 }
 
-/// `case` with 24 or 72 more input channels (every third case keeps its own), so that
-/// the channels-last kernels run each register-block width (64, 32, 16 and 8 channels)
-/// and a remainder.
+/// `case` with 24 or 72 more input channels, or rounded up to 96 (every fourth case keeps
+/// its own), so that the channels-last kernels run each register-block width (96, 64,
+/// 32, 16 and 8 channels) and a remainder.
 fn wide_channels(case: &Case) -> Case {
-    let extra = [0, 24, 72][case.seed as usize % 3];
-    let channels = case.input[1] + extra;
+    let own = case.input[1];
+    let channels = match case.seed % 4 {
+        0 => own,
+        1 => own + 24,
+        2 => own + 72,
+        _ => own.next_multiple_of(96),
+    };
     let multiplier = case.weight[0] / case.input[1];
     let mut input = case.input;
     input[1] = channels;
