@@ -323,12 +323,8 @@ impl<B: Backend> ConvNormAct<B> {
         if self.folded {
             return self;
         }
-        let norm = &self.norm;
-        let device = norm.gamma.device();
-        let mean = norm.running_mean.value().to_device(&device);
-        let var = norm.running_var.value().to_device(&device);
-        let scale = norm.gamma.val() / (var + norm.epsilon).sqrt();
-        let shift = norm.beta.val() - mean * scale.clone();
+        let device = self.norm.gamma.device();
+        let (scale, shift) = self.inference_scale_shift();
         let out = scale.dims()[0];
         self.conv = match self.conv {
             ConvLayer::Standard(mut conv) => {
@@ -354,6 +350,18 @@ impl<B: Backend> ConvNormAct<B> {
         self.norm.running_var = RunningState::new(Tensor::ones([out], &device));
         self.folded = true;
         self
+    }
+
+    /// The inference BatchNorm as a per-channel `(scale, shift)`: `gamma / sqrt(var + eps)`
+    /// and `beta - mean * scale`, from the running statistics.
+    fn inference_scale_shift(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let norm = &self.norm;
+        let device = norm.gamma.device();
+        let mean = norm.running_mean.value().to_device(&device);
+        let var = norm.running_var.value().to_device(&device);
+        let scale = norm.gamma.val() / (var + norm.epsilon).sqrt();
+        let shift = norm.beta.val() - mean * scale.clone();
+        (scale, shift)
     }
 
     /// This layer as its block lists it: module path `path`, torchvision keys `torch`.
@@ -411,6 +419,15 @@ impl<B: DepthwiseBackend> ConvNormAct<B> {
             let [n, h, w, c] = x.dims();
             let rows = self.bias_act(reshape_dense(x, [n * h * w, c, 1, 1]));
             return reshape_dense(rows, [n, h, w, c]);
+        }
+        if let ConvLayer::Depthwise(conv) = &self.conv
+            && !B::ad_enabled(&input.device())
+        {
+            // Inference: the running statistics folded into this call's weights (C·kh·kw
+            // multiplies), the kernel adding the shift and applying the activation as it
+            // stores: one pass over the map instead of two.
+            let (scale, shift) = self.inference_scale_shift();
+            return conv.forward_channels_last_scaled(input, scale, shift, self.activation);
         }
         let x = self.conv.forward_channels_last(input);
         super::batch_norm_act_channels_last(x, &self.norm, self.activation)

@@ -182,10 +182,45 @@ impl<B: DepthwiseBackend> DepthwiseConv2d<B> {
             Some(own) => own.val() + bias,
             None => bias,
         };
+        self.nhwc_act(input, self.weight.val(), bias, activation)
+    }
+
+    /// `activation(scale · conv(input) + shift)` per channel, on channels-last maps, in
+    /// one pass: `scale` folded into this call's weights and bias (a BatchNorm's inference
+    /// statistics), the kernel adding the shift and applying the activation as it stores.
+    ///
+    /// # Shapes
+    /// - input: `[N, H, W, in_channels]`
+    /// - scale, shift: `[out_channels]`
+    /// - output: `[N, H', W', out_channels]`
+    pub fn forward_channels_last_scaled(
+        &self,
+        input: Tensor<B, 4>,
+        scale: Tensor<B, 1>,
+        shift: Tensor<B, 1>,
+        activation: crate::kernels::Activation,
+    ) -> Tensor<B, 4> {
+        let out = scale.dims()[0];
+        let weight = self.weight.val() * scale.clone().reshape([out, 1, 1, 1]);
+        let bias = match &self.bias {
+            Some(own) => own.val() * scale + shift,
+            None => shift,
+        };
+        self.nhwc_act(input, weight, bias, activation)
+    }
+
+    /// The channels-last op with `weight`, `bias` and `activation`.
+    fn nhwc_act(
+        &self,
+        input: Tensor<B, 4>,
+        weight: Tensor<B, 4>,
+        bias: Tensor<B, 1>,
+        activation: crate::kernels::Activation,
+    ) -> Tensor<B, 4> {
         Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(
             B::depthwise_conv2d_nhwc_act(
                 input.into_primitive().tensor(),
-                self.weight.val().into_primitive().tensor(),
+                weight.into_primitive().tensor(),
                 Some(bias.into_primitive().tensor()),
                 self.options(),
                 activation,
