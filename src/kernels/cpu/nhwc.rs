@@ -77,7 +77,7 @@ fn dot_taps<M: MulAdd>(
 ) {
     let channels = out.len();
     let mut start = 0;
-    if channels % WIDE_BLOCK == 0 {
+    if channels.is_multiple_of(WIDE_BLOCK) {
         while start < channels {
             dot_block::<M, WIDE_BLOCK>(init, out, a, b, taps, activation, start);
             start += WIDE_BLOCK;
