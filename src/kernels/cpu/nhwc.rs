@@ -101,11 +101,7 @@ fn dot_taps<M: MulAdd>(
         start += 8;
     }
     for c in start..channels {
-        let mut sum = init.map_or(0.0, |init| init[c]);
-        for &(ia, ib) in taps {
-            sum = M::mul_add(a[ia + c], b[ib + c], sum);
-        }
-        out[c].write(activation.apply_scalar(sum));
+        dot_block::<M, 1>(init, out, a, b, taps, activation, c);
     }
 }
 
