@@ -27,7 +27,7 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::Parser;
 use dwconv::backend::{BACKEND_NAME, DefaultBackend, check_backend_name, default_device};
 use dwconv::kernels::Layout;
-use dwconv::kernels::{DepthwiseBackend, DepthwiseOptions, fallback};
+use dwconv::kernels::{DepthwiseBackend, DepthwiseOptions, WantedGrads, fallback};
 use dwconv::models::{Architecture, MobileNet, MobileNetConfig};
 use dwconv::nn::CrossEntropyLossConfig;
 use serde::Serialize;
@@ -416,23 +416,22 @@ fn bench<B: DepthwiseBackend>(args: &Args, device: &B::Device) -> Report {
                 options,
             )]
         });
+        // The backward as `Autodiff` calls it in training: one call for the three
+        // gradients.
         let nhwc_fb = time::<B>(device, args.repeats, || {
-            vec![
-                B::depthwise_conv2d_nhwc(x.clone(), weight.clone(), Some(bias.clone()), options),
-                B::depthwise_conv2d_nhwc_x_backward(
-                    x.clone(),
-                    weight.clone(),
-                    grad.clone(),
-                    options,
-                ),
-                B::depthwise_conv2d_nhwc_weight_backward(
-                    x.clone(),
-                    weight.clone(),
-                    grad.clone(),
-                    options,
-                ),
-                B::depthwise_conv2d_nhwc_bias_backward(grad.clone()),
-            ]
+            let y =
+                B::depthwise_conv2d_nhwc(x.clone(), weight.clone(), Some(bias.clone()), options);
+            let grads = B::depthwise_conv2d_nhwc_backward(
+                x.clone(),
+                weight.clone(),
+                grad.clone(),
+                options,
+                WantedGrads::ALL,
+            );
+            [Some(y), grads.x, grads.weight, grads.bias]
+                .into_iter()
+                .flatten()
+                .collect()
         });
         rows.push(Row {
             layer: layer.clone(),

@@ -6,7 +6,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};
 
-use super::{DepthwiseOptions, TO_NCHW, TO_NHWC, permute, primitive_dims};
+use super::{
+    DepthwiseGrads, DepthwiseOptions, TO_NCHW, TO_NHWC, WantedGrads, permute, primitive_dims,
+};
 
 /// Forward (see [`DepthwiseBackend::depthwise_conv2d`](super::DepthwiseBackend::depthwise_conv2d)).
 pub fn forward<B: Backend>(
@@ -238,6 +240,22 @@ pub fn nhwc_weight_backward<B: Backend>(
 /// Channels-last bias gradient, `[C*m]`.
 pub fn nhwc_bias_backward<B: Backend>(output_grad: FloatTensor<B>) -> FloatTensor<B> {
     bias_backward::<B>(permute::<B>(output_grad, TO_NCHW))
+}
+
+/// The channels-last gradients `wanted`, each through the ops above.
+pub fn nhwc_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: DepthwiseOptions,
+    wanted: WantedGrads,
+) -> DepthwiseGrads<B> {
+    DepthwiseGrads::each(
+        wanted,
+        || nhwc_x_backward::<B>(x.clone(), weight.clone(), output_grad.clone(), options),
+        || nhwc_weight_backward::<B>(x.clone(), weight.clone(), output_grad.clone(), options),
+        || nhwc_bias_backward::<B>(output_grad.clone()),
+    )
 }
 
 /// [`DepthwiseBackend::conv2d_nchw_to_nhwc`](super::DepthwiseBackend::conv2d_nchw_to_nhwc)

@@ -304,10 +304,90 @@ pub trait DepthwiseBackend: Backend + NormActBackend + PointwiseBackend {
         Self::depthwise_conv2d_bias_backward(permute::<Self>(output_grad, TO_NCHW))
     }
 
+    /// The channels-last gradients `wanted` (input `[N, H, W, C]`, weight
+    /// `[C*m, 1, kh, kw]`, bias `[C*m]`) in one call: what `Autodiff` calls in training.
+    /// The CPU kernels compute them in one pass that reads each row of `output_grad` once
+    /// (the three ops read it three times); the default calls the three ops.
+    fn depthwise_conv2d_nhwc_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: DepthwiseOptions,
+        wanted: WantedGrads,
+    ) -> DepthwiseGrads<Self> {
+        DepthwiseGrads::each(
+            wanted,
+            || {
+                Self::depthwise_conv2d_nhwc_x_backward(
+                    x.clone(),
+                    weight.clone(),
+                    output_grad.clone(),
+                    options,
+                )
+            },
+            || {
+                Self::depthwise_conv2d_nhwc_weight_backward(
+                    x.clone(),
+                    weight.clone(),
+                    output_grad.clone(),
+                    options,
+                )
+            },
+            || Self::depthwise_conv2d_nhwc_bias_backward(output_grad.clone()),
+        )
+    }
+
     /// The activation layout this backend's models run fastest in, measured
     /// (BENCHMARKS.md): channels-last on the CPU kernels, channels-first elsewhere.
     fn preferred_layout() -> Layout {
         Layout::ChannelsFirst
+    }
+}
+
+/// Which gradients a [`DepthwiseBackend::depthwise_conv2d_nhwc_backward`] call computes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WantedGrads {
+    /// The input gradient.
+    pub x: bool,
+    /// The weight gradient.
+    pub weight: bool,
+    /// The bias gradient.
+    pub bias: bool,
+}
+
+impl WantedGrads {
+    /// All three.
+    pub const ALL: Self = Self {
+        x: true,
+        weight: true,
+        bias: true,
+    };
+}
+
+/// The gradients of one depthwise call, `None` where not wanted.
+#[derive(Debug)]
+pub struct DepthwiseGrads<B: Backend> {
+    /// With respect to the input, in the input's layout.
+    pub x: Option<FloatTensor<B>>,
+    /// With respect to the weight, `[C*m, 1, kh, kw]`.
+    pub weight: Option<FloatTensor<B>>,
+    /// With respect to the bias, `[C*m]`.
+    pub bias: Option<FloatTensor<B>>,
+}
+
+impl<B: Backend> DepthwiseGrads<B> {
+    /// Each wanted gradient from its own op.
+    pub(crate) fn each(
+        wanted: WantedGrads,
+        x: impl FnOnce() -> FloatTensor<B>,
+        weight: impl FnOnce() -> FloatTensor<B>,
+        bias: impl FnOnce() -> FloatTensor<B>,
+    ) -> Self {
+        Self {
+            x: wanted.x.then(x),
+            weight: wanted.weight.then(weight),
+            bias: wanted.bias.then(bias),
+        }
     }
 }
 

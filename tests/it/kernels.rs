@@ -3,9 +3,10 @@
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{DType, Shape, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use dwconv::kernels::{
-    DepthwiseBackend, DepthwiseOptions, DepthwiseShape, Layout, depthwise_conv2d,
+    DepthwiseBackend, DepthwiseOptions, DepthwiseShape, Layout, WantedGrads, depthwise_conv2d,
     depthwise_conv2d_nhwc, reference, try_depthwise_conv2d, try_depthwise_conv2d_nhwc,
 };
 use rand::rngs::StdRng;
@@ -254,6 +255,98 @@ fn depthwise_matches_reference<B: DepthwiseBackend>(backend: &str) {
     }
 }
 
+/// The one-call channels-last backward (what `Autodiff` calls; one pass on the CPU
+/// kernels) gives the bits of the three gradient ops, for each subset of gradients, and
+/// nothing that was not asked for.
+fn one_call_backward_matches_the_three_ops<B: DepthwiseBackend>(backend: &str) {
+    let device: B::Device = Default::default();
+    let every = if matches!(backend, "ndarray" | "flex") {
+        4
+    } else {
+        40
+    };
+    for case in cases(CASES).iter().step_by(every) {
+        let case = wide_channels(&if backend == "candle" {
+            same_options_both_axes(case)
+        } else {
+            case.clone()
+        });
+        let d = CaseData::new(&case);
+        let s = &d.shape;
+        let [n, c, h, w] = case.input;
+        let [_, oc, oh, ow] = s.output_shape();
+        let primitive = |values: Vec<f32>, shape: [usize; 4]| {
+            Tensor::<B, 4>::from_data(TensorData::new(values, shape), &device)
+                .into_primitive()
+                .tensor()
+        };
+        let x = primitive(nchw_to_nhwc(&d.x, case.input), [n, h, w, c]);
+        let weight = primitive(d.weight.clone(), case.weight);
+        let dy = primitive(
+            nchw_to_nhwc(&d.output_grad, s.output_shape()),
+            [n, oh, ow, oc],
+        );
+        let bits = |t: FloatTensor<B>| -> Vec<u32> {
+            let len = t.shape().num_elements();
+            let flat = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(B::float_reshape(
+                t,
+                Shape::new([len]),
+            )));
+            flat.into_data()
+                .to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        let options = case.options;
+        let x_grad = bits(B::depthwise_conv2d_nhwc_x_backward(
+            x.clone(),
+            weight.clone(),
+            dy.clone(),
+            options,
+        ));
+        let weight_grad = bits(B::depthwise_conv2d_nhwc_weight_backward(
+            x.clone(),
+            weight.clone(),
+            dy.clone(),
+            options,
+        ));
+        let bias_grad = bits(B::depthwise_conv2d_nhwc_bias_backward(dy.clone()));
+        for subset in 0..8 {
+            let wanted = WantedGrads {
+                x: subset & 1 != 0,
+                weight: subset & 2 != 0,
+                bias: subset & 4 != 0,
+            };
+            let grads = B::depthwise_conv2d_nhwc_backward(
+                x.clone(),
+                weight.clone(),
+                dy.clone(),
+                options,
+                wanted,
+            );
+            for (name, want, got, expected) in [
+                ("input", wanted.x, grads.x, &x_grad),
+                ("weight", wanted.weight, grads.weight, &weight_grad),
+                ("bias", wanted.bias, grads.bias, &bias_grad),
+            ] {
+                assert_eq!(
+                    got.is_some(),
+                    want,
+                    "{name} gradient computed iff wanted: {wanted:?}"
+                );
+                if let Some(got) = got {
+                    assert!(
+                        bits(got) == *expected,
+                        "{name} gradient of the one-call backward ({wanted:?}) differs from its op for {case:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// `case` with 24 or 72 more input channels, or rounded up to 96 (every fourth case keeps
 /// its own), so that the channels-last kernels run each register-block width (96, 64,
 /// 32, 16 and 8 channels) and a remainder.
@@ -406,7 +499,10 @@ fn cases_cover_the_required_space() {
     );
 }
 
-test_on_every_backend!(depthwise_matches_reference);
+test_on_every_backend!(
+    depthwise_matches_reference,
+    one_call_backward_matches_the_three_ops
+);
 
 /// The stock grouped-conv path (the trait's default methods), the fallback for other
 /// dtypes, and the correlation forms of the gradients (Candle's) against the reference.

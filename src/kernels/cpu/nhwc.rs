@@ -169,9 +169,6 @@ with_fma!(forward_row_dispatch => forward_row(
 with_fma!(x_backward_row_dispatch => x_backward_row(
     s: &DepthwiseShape, wt: &[f32], dy: &[f32], r: usize, grad_row: &mut [MaybeUninit<f32>]
 ));
-with_fma!(weight_backward_rows_dispatch => weight_backward_rows(
-    s: &DepthwiseShape, x: &[f32], dy: &[f32], rows: std::ops::Range<usize>, acc: &mut [f32]
-));
 
 /// Index of the input row or column that tap `k` of output `o` reads, if inside.
 #[inline(always)]
@@ -331,37 +328,177 @@ fn x_backward_row<M: MulAdd>(
 }
 
 /// Splits `rows` rows into at most [`REDUCTION_CHUNKS`] consecutive ranges, the same for
-/// any thread count.
-fn row_chunks(rows: usize) -> impl IndexedParallelIterator<Item = std::ops::Range<usize>> {
+/// any thread count: `(rows per chunk, chunks)`.
+fn row_chunking(rows: usize) -> (usize, usize) {
     let per_chunk = rows.div_ceil(REDUCTION_CHUNKS).max(1);
-    let chunks = rows.div_ceil(per_chunk);
-    (0..chunks)
+    (per_chunk, rows.div_ceil(per_chunk))
+}
+
+/// The gradients one [`backward`] call writes; `None` for those not wanted.
+pub struct Gradients<'a> {
+    /// Input gradient `[N, H, W, C]`: every element written, none read.
+    pub x: Option<&'a mut [MaybeUninit<f32>]>,
+    /// Weight gradient `[C * m, 1, kh, kw]`, overwritten.
+    pub weight: Option<&'a mut [f32]>,
+    /// Bias gradient `[C * m]`, overwritten.
+    pub bias: Option<&'a mut [f32]>,
+}
+
+/// The input, weight and bias gradients of a forward on `x` (`[N, H, W, C]`) and `weight`
+/// (`[C * m, 1, kh, kw]`), from `output_grad` (`[N, out_h, out_w, C * m]`), in one pass:
+/// each work item takes a fixed run of output rows (the weight and bias partial sums, as
+/// in [`weight_backward`] and [`bias_backward`], so the bits are theirs) and the matching
+/// run of input rows (the input gradient, as in [`x_backward`]), interleaved so that the
+/// rows of the output gradient the input gradient gathers are still in cache. On the
+/// small late-stage maps every gradient is bound by memory traffic; one pass reads the
+/// output gradient once instead of three times.
+pub fn backward(
+    s: &DepthwiseShape,
+    x: &[f32],
+    weight: &[f32],
+    output_grad: &[f32],
+    grads: Gradients,
+) {
+    let (taps, oc) = (s.kernel[0] * s.kernel[1], s.out_channels());
+    let (per_chunk, chunks) = row_chunking(s.batch * s.output[0]);
+    let in_rows = s.batch * s.input[0];
+    let in_per_chunk = in_rows.div_ceil(chunks).max(1);
+    let in_row_len = s.input[1] * s.channels;
+    let wt = match grads.x {
+        Some(_) => taps_major(s, weight),
+        None => Vec::new(),
+    };
+    let mut dx_parts: Vec<&mut [MaybeUninit<f32>]> = match grads.x {
+        Some(dx) => dx.chunks_mut((in_per_chunk * in_row_len).max(1)).collect(),
+        None => Vec::new(),
+    };
+    dx_parts.resize_with(chunks, Default::default);
+    let sums = Sums {
+        weight: grads.weight.is_some(),
+        bias: grads.bias.is_some(),
+    };
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx_parts
         .into_par_iter()
-        .map(move |k| k * per_chunk..((k + 1) * per_chunk).min(rows))
+        .enumerate()
+        .map(|(k, dx_part)| {
+            let mut weight_acc = vec![0.0f32; if sums.weight { taps * oc } else { 0 }];
+            let mut bias_acc = vec![0.0f32; if sums.bias { oc } else { 0 }];
+            let chunk = Chunk {
+                out_rows: k * per_chunk..((k + 1) * per_chunk).min(s.batch * s.output[0]),
+                first_in_row: k * in_per_chunk,
+            };
+            backward_chunk_dispatch(
+                s,
+                x,
+                &wt,
+                output_grad,
+                &chunk,
+                dx_part,
+                &mut weight_acc,
+                &mut bias_acc,
+            );
+            (weight_acc, bias_acc)
+        })
+        .collect();
+    if let Some(grad) = grads.weight {
+        let mut sum = vec![0.0f32; taps * oc];
+        for (partial, _) in &partials {
+            for (t, p) in sum.iter_mut().zip(partial) {
+                *t += p;
+            }
+        }
+        for (o, g) in grad.chunks_exact_mut(taps).enumerate() {
+            for (t, v) in g.iter_mut().enumerate() {
+                *v = sum[t * oc + o];
+            }
+        }
+    }
+    if let Some(grad) = grads.bias {
+        grad.fill(0.0);
+        for (_, partial) in &partials {
+            for (t, p) in grad.iter_mut().zip(partial) {
+                *t += p;
+            }
+        }
+    }
+}
+
+/// Which partial sums a [`backward`] work item accumulates.
+#[derive(Clone, Copy)]
+struct Sums {
+    weight: bool,
+    bias: bool,
+}
+
+/// One [`backward`] work item: its output rows (`n * out_h + oh`) and the first of its
+/// input rows (`n * H + ih`).
+struct Chunk {
+    out_rows: std::ops::Range<usize>,
+    first_in_row: usize,
+}
+
+with_fma!(backward_chunk_dispatch => backward_chunk(
+    s: &DepthwiseShape, x: &[f32], wt: &[f32], dy: &[f32], chunk: &Chunk,
+    dx: &mut [MaybeUninit<f32>], weight_acc: &mut [f32], bias_acc: &mut [f32]
+));
+
+/// A [`backward`] work item: the weight and bias sums of its output rows into
+/// `weight_acc` and `bias_acc` (skipped where empty), and the input gradient of the
+/// `dx.len() / (W * C)` input rows from `chunk.first_in_row` into `dx`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_chunk<M: MulAdd>(
+    s: &DepthwiseShape,
+    x: &[f32],
+    wt: &[f32],
+    dy: &[f32],
+    chunk: &Chunk,
+    dx: &mut [MaybeUninit<f32>],
+    weight_acc: &mut [f32],
+    bias_acc: &mut [f32],
+) {
+    let in_row_len = s.input[1] * s.channels;
+    let out_row_len = s.output[1] * s.out_channels();
+    let in_count = if in_row_len == 0 {
+        0
+    } else {
+        dx.len() / in_row_len
+    };
+    let out_count = chunk.out_rows.len();
+    // A plain loop, not a closure: a closure is compiled without the caller's target
+    // features (software `fmaf`, 30x slower).
+    let mut done = 0;
+    for (t, r) in chunk.out_rows.clone().enumerate() {
+        if !weight_acc.is_empty() {
+            weight_backward_rows::<M>(s, x, dy, r..r + 1, weight_acc);
+        }
+        if !bias_acc.is_empty() {
+            add_pixels(bias_acc, &dy[r * out_row_len..][..out_row_len]);
+        }
+        // The input rows in step with the output rows (twice as many at stride 2), the last
+        // ones after the last output row.
+        let due = if t + 1 == out_count {
+            in_count
+        } else {
+            ((t + 1) * in_count).div_ceil(out_count)
+        };
+        while done < due {
+            let row = &mut dx[done * in_row_len..][..in_row_len];
+            x_backward_row::<M>(s, wt, dy, chunk.first_in_row + done, row);
+            done += 1;
+        }
+    }
 }
 
 /// Weight gradient into `grad` (`[C * m, 1, kh, kw]`, fully overwritten) from `x`
 /// (`[N, H, W, C]`) and `output_grad` (`[N, out_h, out_w, C * m]`).
 pub fn weight_backward(s: &DepthwiseShape, x: &[f32], output_grad: &[f32], grad: &mut [f32]) {
-    let (taps, oc) = (s.kernel[0] * s.kernel[1], s.out_channels());
-    let partials: Vec<Vec<f32>> = row_chunks(s.batch * s.output[0])
-        .map(|rows| {
-            let mut acc = vec![0.0f32; taps * oc];
-            weight_backward_rows_dispatch(s, x, output_grad, rows, &mut acc);
-            acc
-        })
-        .collect();
-    let mut sum = vec![0.0f32; taps * oc];
-    for partial in &partials {
-        for (t, p) in sum.iter_mut().zip(partial) {
-            *t += p;
-        }
-    }
-    for (o, g) in grad.chunks_exact_mut(taps).enumerate() {
-        for (t, v) in g.iter_mut().enumerate() {
-            *v = sum[t * oc + o];
-        }
-    }
+    let grads = Gradients {
+        x: None,
+        weight: Some(grad),
+        bias: None,
+    };
+    backward(s, x, &[], output_grad, grads);
 }
 
 #[inline(always)]
@@ -405,17 +542,31 @@ fn weight_backward_rows<M: MulAdd>(
     }
 }
 
-/// Column sums of a dense `[rows, channels]` matrix into `sums`: the bias gradient of a
-/// channels-last output (`rows = N * H * W`).
-pub fn row_sums(rows: usize, channels: usize, values: &[f32], sums: &mut [f32]) {
-    let partials: Vec<Vec<f32>> = row_chunks(rows)
-        .map(|range| {
-            let mut acc = vec![0.0f32; channels];
-            for r in range {
-                for (a, &v) in acc.iter_mut().zip(&values[r * channels..][..channels]) {
-                    *a += v;
-                }
-            }
+/// `acc[c] += Σ_pixels row[pixel * C + c]` over a run of `[pixels, C]` values, pixel by
+/// pixel.
+fn add_pixels(acc: &mut [f32], row: &[f32]) {
+    for pixel in row.chunks_exact(acc.len()) {
+        for (a, &v) in acc.iter_mut().zip(pixel) {
+            *a += v;
+        }
+    }
+}
+
+/// Bias gradient of a channels-last output gradient `[rows, pixels, C]` (rows = `N *
+/// out_h`) into `sums` (`[C]`, overwritten): partial sums over the same fixed runs of
+/// rows as [`backward`], so that the bits are the same as its.
+pub fn bias_backward(rows: usize, values: &[f32], sums: &mut [f32]) {
+    let (per_chunk, chunks) = row_chunking(rows);
+    let row_len = values.len() / rows.max(1);
+    let partials: Vec<Vec<f32>> = (0..chunks)
+        .into_par_iter()
+        .map(|k| {
+            let mut acc = vec![0.0f32; sums.len()];
+            let range = k * per_chunk..((k + 1) * per_chunk).min(rows);
+            add_pixels(
+                &mut acc,
+                &values[range.start * row_len..range.end * row_len],
+            );
             acc
         })
         .collect();

@@ -2,13 +2,14 @@
 //! the inner backend's backward ops (so a fast inner backend is fast in training too).
 
 use burn::backend::Autodiff;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::ops::FloatTensor;
 
-use crate::kernels::{DepthwiseBackend, DepthwiseOptions, Layout};
+use crate::kernels::{DepthwiseBackend, DepthwiseGrads, DepthwiseOptions, Layout, WantedGrads};
 
 /// What the backward pass needs: the forward's input and weight, the options, and
 /// whether the call was channels-first or channels-last.
@@ -20,32 +21,52 @@ struct DepthwiseWithBias;
 #[derive(Debug)]
 struct DepthwiseNoBias;
 
-/// Registers the input and weight gradients for whichever of the two parents is tracked.
-fn register_x_and_weight_grads<B: DepthwiseBackend>(
-    parents: [Option<&burn::backend::autodiff::NodeId>; 2],
-    state: SavedState<B>,
-    output_grad: &FloatTensor<B>,
+/// Registers the gradients of whichever parents (input, weight, bias) are tracked.
+fn register_grads<B: DepthwiseBackend>(
+    [node_x, node_weight, node_bias]: [Option<&NodeId>; 3],
+    (x, weight, options, layout): SavedState<B>,
+    output_grad: FloatTensor<B>,
     grads: &mut Gradients,
 ) {
-    let (x, weight, options, layout) = state;
-    let [node_x, node_weight] = parents;
-    if let Some(id) = node_x {
-        let (x, weight, dy) = (x.clone(), weight.clone(), output_grad.clone());
-        let grad = match layout {
-            Layout::ChannelsFirst => B::depthwise_conv2d_x_backward(x, weight, dy, options),
-            Layout::ChannelsLast => B::depthwise_conv2d_nhwc_x_backward(x, weight, dy, options),
-        };
-        grads.register::<B>(*id, grad);
-    }
-    if let Some(id) = node_weight {
-        let dy = output_grad.clone();
-        let grad = match layout {
-            Layout::ChannelsFirst => B::depthwise_conv2d_weight_backward(x, weight, dy, options),
-            Layout::ChannelsLast => {
-                B::depthwise_conv2d_nhwc_weight_backward(x, weight, dy, options)
-            }
-        };
-        grads.register::<B>(*id, grad);
+    let wanted = WantedGrads {
+        x: node_x.is_some(),
+        weight: node_weight.is_some(),
+        bias: node_bias.is_some(),
+    };
+    let computed = match layout {
+        // One call, so that the CPU kernels make one pass over the output gradient.
+        Layout::ChannelsLast => {
+            B::depthwise_conv2d_nhwc_backward(x, weight, output_grad, options, wanted)
+        }
+        Layout::ChannelsFirst => DepthwiseGrads::each(
+            wanted,
+            || {
+                B::depthwise_conv2d_x_backward(
+                    x.clone(),
+                    weight.clone(),
+                    output_grad.clone(),
+                    options,
+                )
+            },
+            || {
+                B::depthwise_conv2d_weight_backward(
+                    x.clone(),
+                    weight.clone(),
+                    output_grad.clone(),
+                    options,
+                )
+            },
+            || B::depthwise_conv2d_bias_backward(output_grad.clone()),
+        ),
+    };
+    for (node, grad) in [
+        (node_x, computed.x),
+        (node_weight, computed.weight),
+        (node_bias, computed.bias),
+    ] {
+        if let (Some(id), Some(grad)) = (node, grad) {
+            grads.register::<B>(*id, grad);
+        }
     }
 }
 
@@ -119,23 +140,16 @@ impl<B: DepthwiseBackend> Backward<B, 3> for DepthwiseWithBias {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let output_grad = grads.consume::<B>(&ops.node);
-        let layout = ops.state.3;
-        register_x_and_weight_grads::<B>(
+        register_grads::<B>(
             [
                 node_x.as_ref().map(|n| &n.id),
                 node_weight.as_ref().map(|n| &n.id),
+                node_bias.as_ref().map(|n| &n.id),
             ],
             ops.state,
-            &output_grad,
+            output_grad,
             grads,
         );
-        if let Some(node) = node_bias {
-            let grad = match layout {
-                Layout::ChannelsFirst => B::depthwise_conv2d_bias_backward(output_grad),
-                Layout::ChannelsLast => B::depthwise_conv2d_nhwc_bias_backward(output_grad),
-            };
-            grads.register::<B>(node.id, grad);
-        }
     }
 }
 
@@ -145,13 +159,14 @@ impl<B: DepthwiseBackend> Backward<B, 2> for DepthwiseNoBias {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight] = ops.parents;
         let output_grad = grads.consume::<B>(&ops.node);
-        register_x_and_weight_grads::<B>(
+        register_grads::<B>(
             [
                 node_x.as_ref().map(|n| &n.id),
                 node_weight.as_ref().map(|n| &n.id),
+                None,
             ],
             ops.state,
-            &output_grad,
+            output_grad,
             grads,
         );
     }
@@ -216,5 +231,27 @@ impl<B: DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for Autodiff<B
     fn depthwise_conv2d_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
         let grad = B::depthwise_conv2d_bias_backward(output_grad.primitive);
         <Self as burn::tensor::backend::AutodiffBackend>::from_inner(grad)
+    }
+
+    fn depthwise_conv2d_nhwc_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: DepthwiseOptions,
+        wanted: WantedGrads,
+    ) -> DepthwiseGrads<Self> {
+        let inner = B::depthwise_conv2d_nhwc_backward(
+            x.primitive,
+            weight.primitive,
+            output_grad.primitive,
+            options,
+            wanted,
+        );
+        let untracked = <Self as burn::tensor::backend::AutodiffBackend>::from_inner;
+        DepthwiseGrads {
+            x: inner.x.map(untracked),
+            weight: inner.weight.map(untracked),
+            bias: inner.bias.map(untracked),
+        }
     }
 }

@@ -17,9 +17,9 @@ use crate::kernels::pointwise::{
     fallback_x_backward as fallback_pointwise_x_backward,
 };
 use crate::kernels::{
-    Activation, DepthwiseBackend, DepthwiseOptions, DepthwiseShape, NormActBackend,
-    PointwiseBackend, cpu, fallback, fallback_batch_norm_act, fallback_batch_norm_act_backward,
-    fallback_channel_affine_act, primitive_dims,
+    Activation, DepthwiseBackend, DepthwiseGrads, DepthwiseOptions, DepthwiseShape, NormActBackend,
+    PointwiseBackend, WantedGrads, cpu, fallback, fallback_batch_norm_act,
+    fallback_batch_norm_act_backward, fallback_channel_affine_act, primitive_dims,
 };
 
 #[cfg(feature = "flex")]
@@ -287,14 +287,62 @@ pub(crate) fn weight_backward_nhwc<B: HostTensors + DepthwiseBackend>(
 pub(crate) fn bias_backward_nhwc<B: HostTensors + DepthwiseBackend>(
     output_grad: FloatTensor<B>,
 ) -> FloatTensor<B> {
-    let [n, oh, ow, oc] = primitive_dims::<B>(&output_grad);
+    let [n, oh, _, oc] = primitive_dims::<B>(&output_grad);
     let mut grad = vec![0.0f32; oc];
     let done = B::with_f32(&output_grad, |gs| {
-        cpu::nhwc::row_sums(n * oh * ow, oc, gs, &mut grad)
+        cpu::nhwc::bias_backward(n * oh, gs, &mut grad)
     });
     match done {
         Some(()) => B::from_f32_vec(grad),
         None => fallback::nhwc_bias_backward::<B>(output_grad),
+    }
+}
+
+/// [`DepthwiseBackend::depthwise_conv2d_nhwc_backward`] on the one-pass CPU kernel.
+pub(crate) fn backward_nhwc<B: HostTensors + DepthwiseBackend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: DepthwiseOptions,
+    wanted: WantedGrads,
+) -> DepthwiseGrads<B> {
+    let s = geometry_nhwc::<B>(&x, &weight, options);
+    let x_shape = [s.batch, s.input[0], s.input[1], s.channels];
+    let weight_shape = s.weight_shape();
+    let mut x_grad = wanted
+        .x
+        .then(|| Vec::with_capacity(x_shape.iter().product()));
+    let mut weight_grad = wanted
+        .weight
+        .then(|| vec![0.0f32; weight_shape.iter().product()]);
+    let mut bias_grad = wanted.bias.then(|| vec![0.0f32; s.out_channels()]);
+    let done = B::with_f32(&x, |xs| {
+        B::with_f32(&weight, |ws| {
+            B::with_f32(&output_grad, |gs| {
+                let grads = cpu::nhwc::Gradients {
+                    x: x_grad
+                        .as_mut()
+                        .map(|g| &mut g.spare_capacity_mut()[..x_shape.iter().product()]),
+                    weight: weight_grad.as_deref_mut(),
+                    bias: bias_grad.as_deref_mut(),
+                };
+                cpu::nhwc::backward(&s, xs, ws, gs, grads)
+            })
+        })
+    });
+    match done.flatten().flatten() {
+        Some(()) => {
+            if let Some(g) = x_grad.as_mut() {
+                // SAFETY: `cpu::nhwc::backward` wrote every element of the input gradient.
+                unsafe { g.set_len(x_shape.iter().product()) };
+            }
+            DepthwiseGrads {
+                x: x_grad.map(|g| B::from_f32(g, x_shape)),
+                weight: weight_grad.map(|g| B::from_f32(g, weight_shape)),
+                bias: bias_grad.map(B::from_f32_vec),
+            }
+        }
+        None => fallback::nhwc_backward::<B>(x, weight, output_grad, options, wanted),
     }
 }
 
@@ -597,6 +645,18 @@ macro_rules! impl_depthwise_on_host {
 
             fn depthwise_conv2d_nhwc_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
                 $crate::kernels::backends::host::bias_backward_nhwc::<Self>(output_grad)
+            }
+
+            fn depthwise_conv2d_nhwc_backward(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                output_grad: FloatTensor<Self>,
+                options: $crate::kernels::DepthwiseOptions,
+                wanted: $crate::kernels::WantedGrads,
+            ) -> $crate::kernels::DepthwiseGrads<Self> {
+                $crate::kernels::backends::host::backward_nhwc::<Self>(
+                    x, weight, output_grad, options, wanted,
+                )
             }
 
             fn preferred_layout() -> $crate::kernels::Layout {
