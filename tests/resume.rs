@@ -91,4 +91,5 @@ fn resumed_run_equals_uninterrupted_run() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("differs"), "{err}");
+    std::fs::remove_dir_all(&base).unwrap();
 }

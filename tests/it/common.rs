@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -68,12 +68,54 @@ pub fn max_relative_diff(a: &[f32], b: &[f32]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// A fresh, empty directory under the system's temporary directory.
-pub fn scratch_dir(name: &str) -> PathBuf {
+/// A fresh, empty directory under the system's temporary directory, removed when the
+/// guard is dropped unless the test is failing (then it is left for a look).
+pub fn scratch_dir(name: &str) -> ScratchDir {
     let dir = std::env::temp_dir().join(format!("dwconv-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    ScratchDir(dir)
+}
+
+/// See [`scratch_dir`]; derefs to its path.
+pub struct ScratchDir(PathBuf);
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ScratchDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl ScratchDir {
+    /// The directory renamed to `name` (replacing what was there) and no longer removed.
+    pub fn keep_as(self, name: &str) -> PathBuf {
+        let kept = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&kept);
+        std::fs::rename(&self.0, &kept).unwrap();
+        kept
+    }
+}
+
+impl AsRef<Path> for ScratchDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// An example binary that `cargo test` builds next to the test binaries.

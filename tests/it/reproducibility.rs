@@ -216,7 +216,5 @@ fn same_seed_same_bytes_and_exact_resume_after_sigkill() {
             &dir,
             &format!("{backend}, killed before its first checkpoint"),
         );
-
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -14,7 +14,7 @@ use dwconv::kernels::{DepthwiseBackend, Layout};
 use dwconv::models::{Architecture, MobileNet, MobileNetConfig, StateDict};
 use dwconv::nn::CrossEntropyLossConfig;
 
-use crate::common::{max_relative_diff, random_values, test_on_every_backend};
+use crate::common::{max_relative_diff, random_values, scratch_dir, test_on_every_backend};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -258,8 +258,7 @@ fn used_model(config: &MobileNetConfig, seed: u64) -> MobileNet<NdArray> {
 #[test]
 fn export_then_import_is_exact_for_every_architecture() {
     let device = Default::default();
-    let dir = std::env::temp_dir().join(format!("dwconv-export-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("export");
     for (i, config) in [
         MobileNetConfig::v1(7).with_width_mult(0.25),
         MobileNetConfig::v2(7).with_width_mult(0.35),
@@ -298,7 +297,6 @@ fn export_then_import_is_exact_for_every_architecture() {
             config.architecture
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn mismatch_message(state: &StateDict, config: &MobileNetConfig) -> String {
@@ -371,8 +369,7 @@ fn mismatched_state_dicts_name_the_keys() {
 
 #[test]
 fn bad_weight_files_name_the_file() {
-    let dir = std::env::temp_dir().join(format!("dwconv-badweights-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("bad-weights");
     let truncated = dir.join("truncated.safetensors");
     let bytes = std::fs::read(fixture("v3_small_w050.safetensors")).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
@@ -391,5 +388,4 @@ fn bad_weight_files_name_the_file() {
     std::fs::write(&garbage, b"not a pickle").unwrap();
     let message = StateDict::read(&garbage).unwrap_err().to_string();
     assert!(message.contains("garbage.pth"), "{message}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

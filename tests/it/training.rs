@@ -214,7 +214,9 @@ fn tiny_run() -> &'static (PathBuf, dwconv::train::TrainReport) {
     use std::sync::OnceLock;
     static RUN: OnceLock<(PathBuf, dwconv::train::TrainReport)> = OnceLock::new();
     RUN.get_or_init(|| {
-        let dir = scratch_dir("tiny-run");
+        // Shared by several tests, so it outlives them: kept under one fixed name (each
+        // test process starts it afresh) rather than one more directory per run.
+        let dir = scratch_dir("tiny-run").keep_as("dwconv-test-tiny-run");
         let report = run::<Autodiff<NdArray>>(
             &tiny_config(4),
             &RunOptions::new(&dir, "ndarray"),
