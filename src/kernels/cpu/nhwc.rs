@@ -387,16 +387,12 @@ pub fn backward(
                 out_rows: k * per_chunk..((k + 1) * per_chunk).min(s.batch * s.output[0]),
                 first_in_row: k * in_per_chunk,
             };
-            backward_chunk_dispatch(
-                s,
-                x,
-                &wt,
-                output_grad,
-                &chunk,
-                dx_part,
-                &mut weight_acc,
-                &mut bias_acc,
-            );
+            let output = ChunkOutput {
+                dx: dx_part,
+                weight_acc: &mut weight_acc,
+                bias_acc: &mut bias_acc,
+            };
+            backward_chunk_dispatch(s, x, &wt, output_grad, &chunk, output);
             (weight_acc, bias_acc)
         })
         .collect();
@@ -437,33 +433,39 @@ struct Chunk {
     first_in_row: usize,
 }
 
+/// What a [`backward`] work item writes: its rows of the input gradient, and its partial
+/// weight and bias sums (empty when not wanted).
+struct ChunkOutput<'a> {
+    dx: &'a mut [MaybeUninit<f32>],
+    weight_acc: &'a mut [f32],
+    bias_acc: &'a mut [f32],
+}
+
 with_fma!(backward_chunk_dispatch => backward_chunk(
     s: &DepthwiseShape, x: &[f32], wt: &[f32], dy: &[f32], chunk: &Chunk,
-    dx: &mut [MaybeUninit<f32>], weight_acc: &mut [f32], bias_acc: &mut [f32]
+    output: ChunkOutput
 ));
 
 /// A [`backward`] work item: the weight and bias sums of its output rows into
 /// `weight_acc` and `bias_acc` (skipped where empty), and the input gradient of the
 /// `dx.len() / (W * C)` input rows from `chunk.first_in_row` into `dx`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn backward_chunk<M: MulAdd>(
     s: &DepthwiseShape,
     x: &[f32],
     wt: &[f32],
     dy: &[f32],
     chunk: &Chunk,
-    dx: &mut [MaybeUninit<f32>],
-    weight_acc: &mut [f32],
-    bias_acc: &mut [f32],
+    output: ChunkOutput,
 ) {
+    let ChunkOutput {
+        dx,
+        weight_acc,
+        bias_acc,
+    } = output;
     let in_row_len = s.input[1] * s.channels;
     let out_row_len = s.output[1] * s.out_channels();
-    let in_count = if in_row_len == 0 {
-        0
-    } else {
-        dx.len() / in_row_len
-    };
+    let in_count = dx.len().checked_div(in_row_len).unwrap_or(0);
     let out_count = chunk.out_rows.len();
     // A plain loop, not a closure: a closure is compiled without the caller's target
     // features (software `fmaf`, 30x slower).
