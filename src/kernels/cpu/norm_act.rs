@@ -292,7 +292,9 @@ mod rows {
     }
 
     /// Calls `f(row, input_row, output_row)` for every row, in parallel, each call
-    /// compiled for AVX2 where the CPU has it.
+    /// compiled for AVX2 where the CPU has it: the closures given to it (and to
+    /// `with_avx2`) are `#[inline(always)]`, as a closure that
+    /// is not inlined is compiled for the baseline target (SSE2) whatever its caller.
     fn each_row(
         p: Planes,
         x: &[f32],
@@ -304,7 +306,12 @@ mod rows {
             .zip(x.par_chunks(c))
             .enumerate()
             .with_min_len(rows_per_task(c))
-            .for_each(|(r, (o, x))| super::super::with_avx2(|| f(r, x, o)));
+            .for_each(|(r, (o, x))| {
+                super::super::with_avx2(
+                    #[inline(always)]
+                    || f(r, x, o),
+                )
+            });
     }
 
     /// `out = act(x * a[c] + b[c])` with `(a[c], b[c]) = coefficients(c)`.
@@ -317,12 +324,18 @@ mod rows {
     ) {
         let (a, b): (Vec<f32>, Vec<f32>) = (0..p.channels).map(coefficients).unzip();
         per_activation!(activation, |act, _deriv| {
-            each_row(p, x, out, |_, x, o| {
-                let (x, a, b) = (&x[..o.len()], &a[..o.len()], &b[..o.len()]);
-                for c in 0..o.len() {
-                    o[c].write(act(x[c] * a[c] + b[c]));
-                }
-            })
+            each_row(
+                p,
+                x,
+                out,
+                #[inline(always)]
+                |_, x, o| {
+                    let (x, a, b) = (&x[..o.len()], &a[..o.len()], &b[..o.len()]);
+                    for c in 0..o.len() {
+                        o[c].write(act(x[c] * a[c] + b[c]));
+                    }
+                },
+            )
         });
     }
 
@@ -338,13 +351,20 @@ mod rows {
         out: &mut [MaybeUninit<f32>],
     ) {
         per_activation!(activation, |act, _deriv| {
-            each_row(p, x, out, |_, x, o| {
-                let n = o.len();
-                let (x, m, s, g, b) = (&x[..n], &mean[..n], &invstd[..n], &gamma[..n], &beta[..n]);
-                for c in 0..n {
-                    o[c].write(act((x[c] - m[c]) * s[c] * g[c] + b[c]));
-                }
-            })
+            each_row(
+                p,
+                x,
+                out,
+                #[inline(always)]
+                |_, x, o| {
+                    let n = o.len();
+                    let (x, m, s, g, b) =
+                        (&x[..n], &mean[..n], &invstd[..n], &gamma[..n], &beta[..n]);
+                    for c in 0..n {
+                        o[c].write(act((x[c] - m[c]) * s[c] * g[c] + b[c]));
+                    }
+                },
+            )
         });
     }
 
@@ -365,16 +385,23 @@ mod rows {
         // Pass 1: dbeta = sum(dz) and dgamma = sum(dz * xhat), side by side per chunk.
         let sums = per_activation!(activation, |_act, deriv| {
             reduce(p, 2 * c, |r, acc| {
-                super::super::with_avx2(|| {
-                    let (sum_dz, sum_dz_xhat) = acc.split_at_mut(c);
-                    let (x, dy) = (&x[r * c..][..c], &dy[r * c..][..c]);
-                    for ch in 0..c {
-                        let xhat = (x[ch] - m[ch]) * s[ch];
-                        let dz = dy[ch] * deriv(xhat * g[ch] + b[ch]);
-                        sum_dz[ch] += dz;
-                        sum_dz_xhat[ch] += dz * xhat;
-                    }
-                })
+                super::super::with_avx2(
+                    #[inline(always)]
+                    || {
+                        let (sum_dz, sum_dz_xhat) = acc.split_at_mut(c);
+                        let (x, dy) = (&x[r * c..][..c], &dy[r * c..][..c]);
+                        // Local copies of the captured slices: read through the closure's
+                        // environment they are reloaded after every store, and the loop
+                        // does not vectorise.
+                        let (g, b, m, s) = (&g[..c], &b[..c], &m[..c], &s[..c]);
+                        for ch in 0..c {
+                            let xhat = (x[ch] - m[ch]) * s[ch];
+                            let dz = dy[ch] * deriv(xhat * g[ch] + b[ch]);
+                            sum_dz[ch] += dz;
+                            sum_dz_xhat[ch] += dz * xhat;
+                        }
+                    },
+                )
             })
         });
         let dbeta: Vec<f32> = sums[..c].iter().map(|&v| v as f32).collect();
@@ -385,15 +412,24 @@ mod rows {
         let mean_dz_xhat: Vec<f32> = dgamma.iter().map(|v| v / count).collect();
         let (mdz, mdzx) = (&mean_dz[..c], &mean_dz_xhat[..c]);
         per_activation!(activation, |_act, deriv| {
-            each_row(p, dy, dx, |r, dy, dx| {
-                let x = &x[r * c..][..c];
-                let dy = &dy[..c];
-                for ch in 0..c {
-                    let xhat = (x[ch] - m[ch]) * s[ch];
-                    let dz = dy[ch] * deriv(xhat * g[ch] + b[ch]);
-                    dx[ch].write(g[ch] * s[ch] * (dz - mdz[ch] - xhat * mdzx[ch]));
-                }
-            })
+            each_row(
+                p,
+                dy,
+                dx,
+                #[inline(always)]
+                |r, dy, dx| {
+                    let x = &x[r * c..][..c];
+                    let dy = &dy[..c];
+                    // Local copies of the captured slices (see pass 1).
+                    let (g, b, m, s) = (&g[..c], &b[..c], &m[..c], &s[..c]);
+                    let (mdz, mdzx) = (&mdz[..c], &mdzx[..c]);
+                    for ch in 0..c {
+                        let xhat = (x[ch] - m[ch]) * s[ch];
+                        let dz = dy[ch] * deriv(xhat * g[ch] + b[ch]);
+                        dx[ch].write(g[ch] * s[ch] * (dz - mdz[ch] - xhat * mdzx[ch]));
+                    }
+                },
+            )
         });
         (dgamma, dbeta)
     }
