@@ -168,9 +168,6 @@ with_fma!(forward_row_dispatch => forward_row(
     s: &DepthwiseShape, x: &[f32], wt: &[f32], bias: Option<&[f32]>,
     activation: Activation, r: usize, out_row: &mut [MaybeUninit<f32>]
 ));
-with_fma!(x_backward_row_dispatch => x_backward_row(
-    s: &DepthwiseShape, wt: &[f32], dy: &[f32], r: usize, grad_row: &mut [MaybeUninit<f32>]
-));
 
 /// Index of the input row or column that tap `k` of output `o` reads, if inside.
 #[inline(always)]
@@ -280,11 +277,12 @@ pub fn x_backward(
     output_grad: &[f32],
     grad: &mut [MaybeUninit<f32>],
 ) {
-    let wt = taps_major(s, weight);
-    let row = s.input[1] * s.channels;
-    grad.par_chunks_mut(row.max(1))
-        .enumerate()
-        .for_each(|(r, grad_row)| x_backward_row_dispatch(s, &wt, output_grad, r, grad_row));
+    let grads = Gradients {
+        x: Some(grad),
+        weight: None,
+        bias: None,
+    };
+    backward(s, &[], weight, output_grad, grads);
 }
 
 #[inline(always)]
@@ -375,16 +373,13 @@ pub fn backward(
         None => Vec::new(),
     };
     dx_parts.resize_with(chunks, Default::default);
-    let sums = Sums {
-        weight: grads.weight.is_some(),
-        bias: grads.bias.is_some(),
-    };
+    let (want_weight, want_bias) = (grads.weight.is_some(), grads.bias.is_some());
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx_parts
         .into_par_iter()
         .enumerate()
         .map(|(k, dx_part)| {
-            let mut weight_acc = vec![0.0f32; if sums.weight { taps * oc } else { 0 }];
-            let mut bias_acc = vec![0.0f32; if sums.bias { oc } else { 0 }];
+            let mut weight_acc = vec![0.0f32; if want_weight { taps * oc } else { 0 }];
+            let mut bias_acc = vec![0.0f32; if want_bias { oc } else { 0 }];
             let chunk = Chunk {
                 out_rows: k * per_chunk..((k + 1) * per_chunk).min(s.batch * s.output[0]),
                 first_in_row: k * in_per_chunk,
@@ -400,11 +395,7 @@ pub fn backward(
         .collect();
     if let Some(grad) = grads.weight {
         let mut sum = vec![0.0f32; taps * oc];
-        for (partial, _) in &partials {
-            for (t, p) in sum.iter_mut().zip(partial) {
-                *t += p;
-            }
-        }
+        add_in_order(&mut sum, partials.iter().map(|(w, _)| w));
         for (o, g) in grad.chunks_exact_mut(taps).enumerate() {
             for (t, v) in g.iter_mut().enumerate() {
                 *v = sum[t * oc + o];
@@ -413,19 +404,8 @@ pub fn backward(
     }
     if let Some(grad) = grads.bias {
         grad.fill(0.0);
-        for (_, partial) in &partials {
-            for (t, p) in grad.iter_mut().zip(partial) {
-                *t += p;
-            }
-        }
+        add_in_order(grad, partials.iter().map(|(_, b)| b));
     }
-}
-
-/// Which partial sums a [`backward`] work item accumulates.
-#[derive(Clone, Copy)]
-struct Sums {
-    weight: bool,
-    bias: bool,
 }
 
 /// One [`backward`] work item: its output rows (`n * out_h + oh`) and the first of its
@@ -575,9 +555,15 @@ pub fn bias_backward(rows: usize, values: &[f32], sums: &mut [f32]) {
         })
         .collect();
     sums.fill(0.0);
-    for partial in &partials {
-        for (s, p) in sums.iter_mut().zip(partial) {
-            *s += p;
+    add_in_order(sums, &partials);
+}
+
+/// `total += Σ partials`, added one partial after the other (work-item order, so that the
+/// bits do not depend on the thread count).
+fn add_in_order<'a>(total: &mut [f32], partials: impl IntoIterator<Item = &'a Vec<f32>>) {
+    for partial in partials {
+        for (t, p) in total.iter_mut().zip(partial) {
+            *t += p;
         }
     }
 }
