@@ -219,9 +219,26 @@ fn check_case<B: DepthwiseBackend>(case: &Case, device: &B::Device, dtype: DType
 /// The number of random cases every backend is checked on.
 const CASES: usize = 240;
 
+/// Whether `backend` (a `test_on_every_backend` name) compiles a kernel per geometry: the
+/// CubeCL backends, and Dispatch, whose default device here is one of them.
+fn compiles_per_geometry(backend: &str) -> bool {
+    matches!(backend, "wgpu" | "wgpu-fusion" | "dispatch")
+}
+
+/// The sweep `backend` runs: [`gpu_cases`] where every geometry is a kernel compile,
+/// every case elsewhere.
+fn sweep_for(backend: &str) -> Vec<Case> {
+    if compiles_per_geometry(backend) {
+        gpu_cases()
+    } else {
+        cases(CASES)
+    }
+}
+
 fn depthwise_matches_reference<B: DepthwiseBackend>(backend: &str) {
     let device = Default::default();
-    for case in &cases(CASES) {
+    let sweep = sweep_for(backend);
+    for case in &sweep {
         // Candle's convolutions refuse different options along height and width (Burn's
         // Candle backend panics saying so): it gets each case with the height's options
         // along both axes.
@@ -233,14 +250,16 @@ fn depthwise_matches_reference<B: DepthwiseBackend>(backend: &str) {
         check_case::<B>(case, &device, DType::F32, Layout::ChannelsFirst);
     }
     // Channels-last, with enough channels for whole SIMD blocks plus a tail: every case on
-    // the CPU backends (their own NHWC kernels); every fifth elsewhere, where the op is
-    // the trait's default (permutes around the NCHW op checked above), which keeps the
-    // emulated-GPU runs of CI within their time.
+    // the CPU backends (their own NHWC kernels); elsewhere, where the op is the trait's
+    // default (permutes around the NCHW op checked above), every fifth case, or every
+    // second of the GPU sweep, which keeps the emulated-GPU runs of CI within their time.
     let own_kernels = matches!(backend, "ndarray" | "flex");
-    for case in cases(CASES)
-        .iter()
-        .filter(|c| own_kernels || c.seed % 5 == 0)
-    {
+    let every = match (own_kernels, compiles_per_geometry(backend)) {
+        (true, _) => 1,
+        (false, true) => 2,
+        (false, false) => 5,
+    };
+    for case in sweep.iter().step_by(every) {
         let case = if backend == "candle" {
             same_options_both_axes(case)
         } else {
@@ -397,106 +416,152 @@ fn depthwise_matches_reference_in_f64_on_ndarray() {
     }
 }
 
+/// Output width of `case`.
+fn out_w(c: &Case) -> usize {
+    c.options
+        .output_size([c.input[2], c.input[3]], [c.weight[2], c.weight[3]])
+        .expect("valid case")[1]
+}
+
+/// A property the sweep must have a case for: its name and the test.
+type Corner = (String, fn(&Case) -> bool);
+
+/// Every corner of the space a sweep must reach: each kernel size, stride and dilation
+/// (along each axis), multipliers, maps and tiles at their edges. Unit stride has its own
+/// input-gradient path on the CPU kernels (the flipped correlation) and its own tap set on
+/// the GPU: the same corners there.
+fn corners() -> Vec<Corner> {
+    let mut all: Vec<Corner> = vec![
+        ("1x1 map with a larger kernel".into(), |c| {
+            c.input[2] == 1 && c.input[3] == 1 && c.weight[2] > 1
+        }),
+        ("stride larger than the kernel".into(), |c| {
+            c.options.stride[0] > c.options.dilation[0] * (c.weight[2] - 1) + 1
+        }),
+        ("stride larger than the kernel along the width".into(), |c| {
+            c.options.stride[1] > c.options.dilation[1] * (c.weight[3] - 1) + 1
+        }),
+        ("wide map".into(), |c| c.input[3] >= 32),
+        // The CubeCL kernels give each unit a row tile of up to 16 columns: rows of several
+        // tiles, the last one partial, in the output (forward, weight gradient) and the
+        // input (input gradient).
+        ("output rows of several GPU tiles".into(), |c| {
+            out_w(c) > 16 && out_w(c) % 16 != 0
+        }),
+        ("input rows of several GPU tiles, strided".into(), |c| {
+            c.input[3] > 16 && c.input[3] % 16 != 0 && c.options.stride[1] > 1
+        }),
+        ("non-square kernel".into(), |c| c.weight[2] != c.weight[3]),
+        ("multiplier 2".into(), |c| c.weight[0] == 2 * c.input[1]),
+        ("non-square input".into(), |c| c.input[2] != c.input[3]),
+        ("batch > 1".into(), |c| c.input[0] > 1),
+        ("padding as large as the kernel".into(), |c| {
+            c.options.padding[0] >= c.weight[2] && c.weight[2] > 1
+        }),
+        ("no padding, kernel > 1".into(), |c| {
+            c.options.padding == [0, 0] && c.weight[2] > 1
+        }),
+        ("no bias".into(), |c| !c.bias),
+        ("bias".into(), |c| c.bias),
+        // Stride > 1 splits planes into stride phases: phases of different shapes, with
+        // dilated taps and several output channels per input.
+        ("different strides along height and width".into(), |c| {
+            c.options.stride[0] != c.options.stride[1]
+        }),
+        ("stride and dilation together".into(), |c| {
+            c.options.stride[0] > 1 && c.options.dilation[0] > 1 && c.weight[2] > 1
+        }),
+        ("stride > 1, multiplier 2".into(), |c| {
+            c.options.stride[0] > 1 && c.weight[0] == 2 * c.input[1]
+        }),
+        ("unit stride, multiplier 2".into(), |c| {
+            c.options.stride == [1, 1] && c.weight[0] == 2 * c.input[1]
+        }),
+        ("unit stride, padding beyond the dilated kernel".into(), |c| {
+            c.options.stride == [1, 1]
+                && c.options.padding[0] > c.options.dilation[0] * (c.weight[2] - 1)
+        }),
+        ("unit stride, dilation 2".into(), |c| {
+            c.options.stride == [1, 1] && c.options.dilation == [2, 2]
+        }),
+        ("unit stride, 1x1 map".into(), |c| {
+            c.options.stride == [1, 1] && c.input[2] == 1 && c.input[3] == 1
+        }),
+        ("unit stride, wide map".into(), |c| {
+            c.options.stride == [1, 1] && c.input[3] >= 32
+        }),
+    ];
+    // Each kernel size, stride and dilation along each axis (a `fn` pointer cannot
+    // capture the value: one closure per value).
+    let kernels: [fn(&Case) -> bool; 8] = [
+        |c| c.weight[2] == 1,
+        |c| c.weight[2] == 3,
+        |c| c.weight[2] == 5,
+        |c| c.weight[2] == 7,
+        |c| c.weight[3] == 1,
+        |c| c.weight[3] == 3,
+        |c| c.weight[3] == 5,
+        |c| c.weight[3] == 7,
+    ];
+    for (i, test) in kernels.into_iter().enumerate() {
+        all.push((format!("kernel {} along axis {}", 2 * (i % 4) + 1, i / 4), test));
+    }
+    let strides: [fn(&Case) -> bool; 6] = [
+        |c| c.options.stride[0] == 1,
+        |c| c.options.stride[0] == 2,
+        |c| c.options.stride[0] == 3,
+        |c| c.options.stride[1] == 1,
+        |c| c.options.stride[1] == 2,
+        |c| c.options.stride[1] == 3,
+    ];
+    for (i, test) in strides.into_iter().enumerate() {
+        all.push((format!("stride {} along axis {}", i % 3 + 1, i / 3), test));
+    }
+    let dilations: [fn(&Case) -> bool; 4] = [
+        |c| c.options.dilation[0] == 1,
+        |c| c.options.dilation[0] == 2,
+        |c| c.options.dilation[1] == 1,
+        |c| c.options.dilation[1] == 2,
+    ];
+    for (i, test) in dilations.into_iter().enumerate() {
+        all.push((format!("dilation {} along axis {}", i % 2 + 1, i / 2), test));
+    }
+    all
+}
+
+/// The sweep the CubeCL backends run. Each case's geometry (kernel, stride, padding,
+/// dilation, multiplier, tile) is compiled into its own kernels, and on CI's CPU Vulkan
+/// device compiling them is most of the cost (the 240-case sweep: 290 s with an empty
+/// shader cache, 20 s warm). So: the first case of the full sweep for each corner it lacks
+/// so far, then every sixth case for breadth. `cases_cover_the_required_space` checks
+/// that it reaches every corner the full sweep reaches.
+fn gpu_cases() -> Vec<Case> {
+    let all = cases(CASES);
+    let corners = corners();
+    let mut chosen: Vec<Case> = Vec::new();
+    for case in &all {
+        let new_corner = corners
+            .iter()
+            .any(|(_, test)| test(case) && !chosen.iter().any(test));
+        if new_corner || case.seed % 6 == 0 {
+            chosen.push(case.clone());
+        }
+    }
+    chosen
+}
+
 #[test]
 fn cases_cover_the_required_space() {
-    let all = cases(CASES);
-    assert!(
-        all.iter()
-            .any(|c| c.input[2] == 1 && c.input[3] == 1 && c.weight[2] > 1),
-        "1x1 map with a larger kernel"
-    );
-    assert!(
-        all.iter()
-            .any(|c| c.options.stride[0] > c.options.dilation[0] * (c.weight[2] - 1) + 1),
-        "stride larger than the kernel"
-    );
-    assert!(all.iter().any(|c| c.input[3] >= 32), "wide map");
-    // The CubeCL kernels give each unit a row tile of up to 16 columns: rows of several
-    // tiles, the last one partial, in the output (forward, weight gradient) and the input
-    // (input gradient).
-    let out_w = |c: &Case| {
-        c.options
-            .output_size([c.input[2], c.input[3]], [c.weight[2], c.weight[3]])
-            .expect("valid case")[1]
-    };
-    assert!(
-        all.iter().any(|c| out_w(c) > 16 && out_w(c) % 16 != 0),
-        "output rows of several GPU tiles"
-    );
-    assert!(
-        all.iter()
-            .any(|c| c.input[3] > 16 && c.input[3] % 16 != 0 && c.options.stride[1] > 1),
-        "input rows of several GPU tiles, strided"
-    );
-    for k in [1, 3, 5, 7] {
-        assert!(all.iter().any(|c| c.weight[2] == k), "kernel {k}");
+    let (all, gpu) = (cases(CASES), gpu_cases());
+    for (name, test) in corners() {
+        assert!(all.iter().any(test), "the sweep has no case for: {name}");
+        assert!(gpu.iter().any(test), "the GPU sweep has no case for: {name}");
     }
-    for s in [1, 2, 3] {
-        assert!(all.iter().any(|c| c.options.stride[0] == s), "stride {s}");
-    }
-    for d in [1, 2] {
-        assert!(
-            all.iter().any(|c| c.options.dilation[0] == d),
-            "dilation {d}"
-        );
-    }
-    assert!(
-        all.iter().any(|c| c.weight[0] == 2 * c.input[1]),
-        "multiplier 2"
-    );
-    assert!(
-        all.iter().any(|c| c.input[2] != c.input[3]),
-        "non-square input"
-    );
-    assert!(all.iter().any(|c| c.input[0] > 1), "batch > 1");
-    assert!(
-        all.iter()
-            .any(|c| c.options.padding[0] >= c.weight[2] && c.weight[2] > 1),
-        "padding as large as the kernel"
-    );
-    assert!(all.iter().any(|c| !c.bias), "no bias");
-    // Stride > 1 splits planes into stride phases: phases of different shapes, with
-    // dilated taps and several output channels per input.
-    assert!(
-        all.iter()
-            .any(|c| c.options.stride[0] != c.options.stride[1]),
-        "different strides along height and width"
-    );
-    assert!(
-        all.iter()
-            .any(|c| c.options.stride[0] > 1 && c.options.dilation[0] > 1 && c.weight[2] > 1),
-        "stride and dilation together"
-    );
-    assert!(
-        all.iter()
-            .any(|c| c.options.stride[0] > 1 && c.weight[0] == 2 * c.input[1]),
-        "stride > 1, multiplier 2"
-    );
-    // Stride 1 has its own input-gradient kernel (the flipped correlation): the same
-    // corners there.
-    let unit: Vec<&Case> = all.iter().filter(|c| c.options.stride == [1, 1]).collect();
-    assert!(unit.len() >= 20, "{} unit-stride cases", unit.len());
-    assert!(
-        unit.iter().any(|c| c.weight[0] == 2 * c.input[1]),
-        "unit stride, multiplier 2"
-    );
-    assert!(
-        unit.iter()
-            .any(|c| c.options.padding[0] > c.options.dilation[0] * (c.weight[2] - 1)),
-        "unit stride, padding beyond the dilated kernel"
-    );
-    assert!(
-        unit.iter().any(|c| c.options.dilation == [2, 2]),
-        "unit stride, dilation 2"
-    );
-    assert!(
-        unit.iter().any(|c| c.input[2] == 1 && c.input[3] == 1),
-        "unit stride, 1x1 map"
-    );
-    assert!(
-        unit.iter().any(|c| c.input[3] >= 32),
-        "unit stride, wide map"
-    );
+    let unit = |sweep: &[Case]| sweep.iter().filter(|c| c.options.stride == [1, 1]).count();
+    assert!(unit(&all) >= 20, "{} unit-stride cases", unit(&all));
+    assert!(unit(&gpu) >= 6, "{} unit-stride GPU cases", unit(&gpu));
+    // Few enough to keep the compiled-kernel count down.
+    assert!(gpu.len() <= CASES / 3, "{} GPU cases", gpu.len());
 }
 
 test_on_every_backend!(

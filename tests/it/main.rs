@@ -11,5 +11,7 @@ mod modules;
 mod norm_act;
 mod pointwise;
 mod reproducibility;
+#[cfg(feature = "ndarray")]
+mod resume;
 mod torchvision;
 mod training;

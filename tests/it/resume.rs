@@ -2,8 +2,12 @@
 //! bit, through the library API (`tests/it/reproducibility.rs` does the same with the
 //! example binary and SIGKILL).
 //!
-//! Its own test binary: Burn's ndarray random generator is process-wide, and another test
-//! drawing from it mid-run would change this run's dropout masks.
+//! In its own process: Burn's ndarray random generator is process-wide, and another test
+//! drawing from it mid-run would change this run's dropout masks. The test runs this test
+//! binary again with only itself selected (a test binary of its own linked all of Burn
+//! again, a minute of every CI build).
+
+use std::process::Command;
 
 use burn::backend::{Autodiff, NdArray};
 use dwconv::models::MobileNetConfig;
@@ -39,8 +43,31 @@ fn learning_metrics(report: &dwconv::train::TrainReport) -> Vec<[f64; 5]> {
         .collect()
 }
 
+/// Set in the child process that runs the test's body.
+const CHILD: &str = "DWCONV_RESUME_TEST_CHILD";
+
 #[test]
 fn resumed_run_equals_uninterrupted_run() {
+    if std::env::var_os(CHILD).is_some() {
+        return resumed_run_equals_uninterrupted_run_here();
+    }
+    let name = "resume::resumed_run_equals_uninterrupted_run";
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the test in its own process failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The child ran exactly this test (a wrong filter would pass with 0 tests).
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+}
+
+fn resumed_run_equals_uninterrupted_run_here() {
     let base = std::env::temp_dir().join(format!("dwconv-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let device = Default::default();
