@@ -11,6 +11,7 @@
 //! cargo run --release --example infer -- --export-torchvision model.safetensors
 //! ```
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -76,7 +77,14 @@ struct Loaded {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    main_with(std::env::args_os())
+}
+
+/// `main` with `args` as the command line (the program's name first). The tests run the
+/// example through it in a process of their own (`tests/it/examples.rs`), so the test
+/// build need not link this example again for every backend.
+pub(crate) fn main_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    match run(Args::parse_from(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

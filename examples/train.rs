@@ -11,6 +11,7 @@
 
 mod cli;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,7 +52,14 @@ fn train_on(
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    main_with(std::env::args_os())
+}
+
+/// `main` with `args` as the command line (the program's name first). The tests run the
+/// example through it in a process of their own (`tests/it/examples.rs`), so the test
+/// build need not link this example again for every backend.
+pub(crate) fn main_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = Args::parse_from(args);
     let config = match cli::start(&args.train, &args.run, &args.artifact_dir) {
         Some(config) => config,
         None => return ExitCode::FAILURE,

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -118,17 +119,12 @@ impl Drop for ScratchDir {
     }
 }
 
-/// An example binary that `cargo test` builds next to the test binaries.
-pub fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "{} not built (cargo test builds the examples; cargo test --test it alone does not)",
-        path.display()
-    );
-    path
+/// This test binary again, running only the test `name` (its full path, e.g.
+/// `resume::resumed_run_equals_uninterrupted_run`) on one thread: a process of its own.
+pub fn this_test_alone(name: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args(["--exact", name, "--test-threads=1"]);
+    command
 }
 
 /// Non-fusion wgpu (`burn::backend::Wgpu` is this only while Burn's `fusion` is off).

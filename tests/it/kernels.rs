@@ -438,9 +438,10 @@ fn corners() -> Vec<Corner> {
         ("stride larger than the kernel".into(), |c| {
             c.options.stride[0] > c.options.dilation[0] * (c.weight[2] - 1) + 1
         }),
-        ("stride larger than the kernel along the width".into(), |c| {
-            c.options.stride[1] > c.options.dilation[1] * (c.weight[3] - 1) + 1
-        }),
+        (
+            "stride larger than the kernel along the width".into(),
+            |c| c.options.stride[1] > c.options.dilation[1] * (c.weight[3] - 1) + 1,
+        ),
         ("wide map".into(), |c| c.input[3] >= 32),
         // The CubeCL kernels give each unit a row tile of up to 16 columns: rows of several
         // tiles, the last one partial, in the output (forward, weight gradient) and the
@@ -477,10 +478,13 @@ fn corners() -> Vec<Corner> {
         ("unit stride, multiplier 2".into(), |c| {
             c.options.stride == [1, 1] && c.weight[0] == 2 * c.input[1]
         }),
-        ("unit stride, padding beyond the dilated kernel".into(), |c| {
-            c.options.stride == [1, 1]
-                && c.options.padding[0] > c.options.dilation[0] * (c.weight[2] - 1)
-        }),
+        (
+            "unit stride, padding beyond the dilated kernel".into(),
+            |c| {
+                c.options.stride == [1, 1]
+                    && c.options.padding[0] > c.options.dilation[0] * (c.weight[2] - 1)
+            },
+        ),
         ("unit stride, dilation 2".into(), |c| {
             c.options.stride == [1, 1] && c.options.dilation == [2, 2]
         }),
@@ -504,7 +508,10 @@ fn corners() -> Vec<Corner> {
         |c| c.weight[3] == 7,
     ];
     for (i, test) in kernels.into_iter().enumerate() {
-        all.push((format!("kernel {} along axis {}", 2 * (i % 4) + 1, i / 4), test));
+        all.push((
+            format!("kernel {} along axis {}", 2 * (i % 4) + 1, i / 4),
+            test,
+        ));
     }
     let strides: [fn(&Case) -> bool; 6] = [
         |c| c.options.stride[0] == 1,
@@ -555,7 +562,10 @@ fn cases_cover_the_required_space() {
     let (all, gpu) = (cases(CASES), gpu_cases());
     for (name, test) in corners() {
         assert!(all.iter().any(test), "the sweep has no case for: {name}");
-        assert!(gpu.iter().any(test), "the GPU sweep has no case for: {name}");
+        assert!(
+            gpu.iter().any(test),
+            "the GPU sweep has no case for: {name}"
+        );
     }
     let unit = |sweep: &[Case]| sweep.iter().filter(|c| c.options.stride == [1, 1]).count();
     assert!(unit(&all) >= 20, "{} unit-stride cases", unit(&all));

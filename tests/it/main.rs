@@ -2,6 +2,7 @@
 
 mod common;
 mod cost;
+mod examples;
 mod kernels;
 #[cfg(feature = "train")]
 mod learner;

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use dwconv::train::files;
 
-use crate::common::{example_binary, scratch_dir};
+use crate::common::scratch_dir;
+use crate::examples::example;
 
 /// Backends the example is run on in this build.
 const BACKENDS: &[&str] = &[
@@ -24,7 +25,7 @@ const BACKENDS: &[&str] = &[
 /// The example with `args`, then `--quiet --backend BACKEND --artifact-dir DIR`, and
 /// without the test hook unless a test sets it.
 fn train(args: &[&str], backend: &str, dir: &Path) -> Command {
-    let mut command = Command::new(example_binary("train"));
+    let mut command = example("train");
     command.args(args);
     command.args(["--quiet", "--backend", backend, "--artifact-dir"]);
     command.arg(dir);

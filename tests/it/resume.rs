@@ -7,11 +7,11 @@
 //! binary again with only itself selected (a test binary of its own linked all of Burn
 //! again, a minute of every CI build).
 
-use std::process::Command;
-
 use burn::backend::{Autodiff, NdArray};
 use dwconv::models::MobileNetConfig;
 use dwconv::train::{RunOptions, TrainingConfig, files, load_model, run};
+
+use crate::common::this_test_alone;
 
 fn config() -> TrainingConfig {
     TrainingConfig::new(
@@ -52,11 +52,7 @@ fn resumed_run_equals_uninterrupted_run() {
         return resumed_run_equals_uninterrupted_run_here();
     }
     let name = "resume::resumed_run_equals_uninterrupted_run";
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--test-threads=1"])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
+    let out = this_test_alone(name).env(CHILD, "1").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -1,7 +1,6 @@
 //! Training pipeline: datasets, folder loading, a tiny run, checkpoints, the CLI.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::data::dataset::Dataset;
@@ -16,9 +15,8 @@ use dwconv::train::{
 };
 use rand::SeedableRng;
 
-use crate::common::{
-    example_binary, random_values, scratch_dir, tensor, test_on_every_backend, values,
-};
+use crate::common::{random_values, scratch_dir, tensor, test_on_every_backend, values};
+use crate::examples::example;
 
 fn synthetic(num_classes: usize) -> SyntheticConfig {
     SyntheticConfig {
@@ -432,7 +430,6 @@ fn training_config_errors_name_the_value() {
 
 #[test]
 fn cli_rejects_bad_values_naming_the_flag() {
-    let train = example_binary("train");
     for (args, flag) in [
         (&["--epochs", "0"][..], "--epochs"),
         (&["--batch-size", "0"][..], "--batch-size"),
@@ -443,7 +440,7 @@ fn cli_rejects_bad_values_naming_the_flag() {
         (&["--num-classes", "11"][..], "--num-classes"),
         (&["--skip-bad-files"][..], "--data"),
     ] {
-        let out = Command::new(&train).args(args).output().unwrap();
+        let out = example("train").args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} accepted");
         assert!(
@@ -451,9 +448,8 @@ fn cli_rejects_bad_values_naming_the_flag() {
             "{args:?}: message does not name {flag}: {stderr}"
         );
     }
-    let infer = example_binary("infer");
     let dir = scratch_dir("cli-infer");
-    let out = Command::new(&infer)
+    let out = example("infer")
         .args(["--artifact-dir", dir.to_str().unwrap(), "--synthetic", "2"])
         .output()
         .unwrap();
@@ -467,7 +463,7 @@ fn cli_rejects_bad_values_naming_the_flag() {
 #[test]
 fn infer_classifies_with_a_trained_model() {
     let (dir, _) = tiny_run();
-    let out = Command::new(example_binary("infer"))
+    let out = example("infer")
         .args([
             "--artifact-dir",
             dir.to_str().unwrap(),
@@ -496,7 +492,7 @@ fn infer_classifies_with_a_trained_model() {
     let broken = dir.join("broken.bin");
     let bytes = std::fs::read(dir.join(files::BEST_MODEL)).unwrap();
     std::fs::write(&broken, &bytes[..100]).unwrap();
-    let out = Command::new(example_binary("infer"))
+    let out = example("infer")
         .args([
             "--artifact-dir",
             dir.to_str().unwrap(),
