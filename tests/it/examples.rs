@@ -15,7 +15,7 @@ use crate::common::this_test_alone;
 #[allow(dead_code)] // the example's `main`
 mod infer_example;
 #[path = "../../examples/train.rs"]
-#[allow(dead_code)] // the example's `main`, and flags only `learner` reads
+#[allow(dead_code)] // the example's `main`
 mod train_example;
 
 /// Names the example the child process runs.

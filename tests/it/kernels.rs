@@ -447,10 +447,10 @@ fn corners() -> Vec<Corner> {
         // tiles, the last one partial, in the output (forward, weight gradient) and the
         // input (input gradient).
         ("output rows of several GPU tiles".into(), |c| {
-            out_w(c) > 16 && out_w(c) % 16 != 0
+            out_w(c) > 16 && !out_w(c).is_multiple_of(16)
         }),
         ("input rows of several GPU tiles, strided".into(), |c| {
-            c.input[3] > 16 && c.input[3] % 16 != 0 && c.options.stride[1] > 1
+            c.input[3] > 16 && !c.input[3].is_multiple_of(16) && c.options.stride[1] > 1
         }),
         ("non-square kernel".into(), |c| c.weight[2] != c.weight[3]),
         ("multiplier 2".into(), |c| c.weight[0] == 2 * c.input[1]),
