@@ -71,7 +71,7 @@ struct Args {
     /// Batch sizes of the end-to-end case, comma-separated (one case each).
     #[arg(long, value_delimiter = ',', default_value = "64", value_parser = clap::value_parser!(u32).range(1..))]
     e2e_batch: Vec<u32>,
-    /// Models of the end-to-end case, comma-separated: v2, v3-small, v3-large (width 1.0).
+    /// Models of the end-to-end case, comma-separated (`Architecture::ALL`'s names; width 1.0).
     #[arg(long, value_delimiter = ',', default_value = "v2")]
     e2e_model: Vec<Architecture>,
     /// Activation layouts of the end-to-end case, comma-separated: auto (the backend's
@@ -88,16 +88,6 @@ fn parse_layout(name: &str) -> Result<Option<Layout>, String> {
         other => Err(format!(
             "unknown layout {other:?}: expected auto, first or last"
         )),
-    }
-}
-
-/// torchvision's name of a variant (what `scripts/bench_torch.py` reports).
-fn torchvision_name(architecture: Architecture) -> &'static str {
-    match architecture {
-        Architecture::V1 => "mobilenet_v1",
-        Architecture::V2 => "mobilenet_v2",
-        Architecture::V3Small => "mobilenet_v3_small",
-        Architecture::V3Large => "mobilenet_v3_large",
     }
 }
 
@@ -244,7 +234,7 @@ fn end_to_end<B: DepthwiseBackend>(
     EndToEnd {
         model: format!(
             "{} w1.0 {E2E_CLASSES} classes {size}x{size} batch {batch}",
-            torchvision_name(architecture)
+            architecture.reference_name()
         ),
         implementation: format!("dwconv-{name}-{layout}"),
         train_ms,

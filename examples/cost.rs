@@ -17,8 +17,8 @@ use dwconv::models::{Architecture, MobileNetConfig};
 #[derive(Parser, Debug)]
 #[command(about = "Parameter and multiply-add accounting for MobileNets")]
 struct Args {
-    /// Model: v1, v2, v3-small or v3-large.
-    #[arg(long, default_value = "v2", value_parser = parse_model)]
+    /// Model (`Architecture::ALL`; an unknown name lists them).
+    #[arg(long, default_value = "v2")]
     model: Architecture,
     /// Width multiplier.
     #[arg(long, default_value_t = 1.0, value_parser = parse_width, allow_negative_numbers = true)]
@@ -44,10 +44,6 @@ struct Args {
     /// With --compare: kernel size k.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     kernel: u32,
-}
-
-fn parse_model(s: &str) -> Result<Architecture, String> {
-    s.parse().map_err(|e: dwconv::Error| e.to_string())
 }
 
 fn parse_width(s: &str) -> Result<f64, String> {

@@ -48,7 +48,7 @@ struct Args {
     /// training run; needs --model (and --width-mult if not 1.0).
     #[arg(long, requires = "model")]
     weights: Option<PathBuf>,
-    /// Architecture of --weights: v1, v2, v3-small or v3-large.
+    /// Architecture of --weights (`Architecture::ALL`; an unknown name lists them).
     #[arg(long)]
     model: Option<Architecture>,
     /// Width multiplier of --weights.

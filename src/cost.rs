@@ -46,6 +46,10 @@ pub fn mobilenet_cost<B: Backend>(model: &MobileNet<B>, image_size: [usize; 2]) 
     let mut size = image_size;
     let mut layers = Vec::new();
     for unit in model.describe() {
+        if !unit.in_body {
+            // The head runs on the globally pooled features.
+            size = [1, 1];
+        }
         for layer in &unit.layers {
             let (output, macs) = layer.kind.apply(size);
             size = output;

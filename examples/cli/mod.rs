@@ -10,14 +10,6 @@ use dwconv::models::{Architecture, MobileNetConfig};
 use dwconv::train::{DataSource, OptimizerKind, TrainingConfig, files};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Model {
-    V1,
-    V2,
-    V3Small,
-    V3Large,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Opt {
     Sgd,
     Adamw,
@@ -42,9 +34,9 @@ pub struct RunArgs {
 /// What to train and how: every field of a [`TrainingConfig`].
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Architecture.
-    #[arg(long, value_enum, default_value = "v3-small")]
-    pub model: Model,
+    /// Architecture (`dwconv::models::Architecture::ALL`; an unknown name lists them).
+    #[arg(long, default_value = "v3-small")]
+    pub model: Architecture,
     /// Width multiplier.
     #[arg(long, default_value_t = 0.5, value_parser = positive_f64, allow_negative_numbers = true)]
     pub width_mult: f64,
@@ -138,12 +130,7 @@ pub fn existing_dir(s: &str) -> Result<PathBuf, String> {
 
 /// The configuration the flags describe.
 pub fn config_from_args(args: &TrainArgs) -> Result<TrainingConfig, String> {
-    let architecture = match args.model {
-        Model::V1 => Architecture::V1,
-        Model::V2 => Architecture::V2,
-        Model::V3Small => Architecture::V3Small,
-        Model::V3Large => Architecture::V3Large,
-    };
+    let architecture = args.model;
     let (data, num_classes) = match &args.data {
         Some(dir) => {
             let classes = FolderDataset::class_names(dir).map_err(|e| format!("--data: {e}"))?;

@@ -19,6 +19,32 @@ pub enum Activation {
     HardSwish,
     /// No activation (the linear bottleneck of V2/V3 blocks).
     Identity,
+    /// `x · Φ(x)`, Φ the standard normal CDF (the exact form, PyTorch's `nn.GELU()`;
+    /// MobileNetV4-Hybrid-Large).
+    Gelu,
+}
+
+/// `1 / sqrt(2)`.
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// `1 / sqrt(2π)`.
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// The error function to about 1e-7 (the standard library has none): the Chebyshev fit of
+/// erfc in Numerical Recipes (fractional error below 1.2e-7), evaluated in f64.
+fn erf(x: f32) -> f32 {
+    let z = f64::from(x).abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    let erf = 1.0 - erfc;
+    (if x >= 0.0 { erf } else { -erf }) as f32
 }
 
 impl Activation {
@@ -33,6 +59,7 @@ impl Activation {
             Activation::Relu6 => x.clamp(0.0, 6.0),
             Activation::HardSwish => x.clone() * hard_sigmoid(x, 1.0 / 6.0, 0.5),
             Activation::Identity => x,
+            Activation::Gelu => burn::tensor::activation::gelu(x),
         }
     }
 
@@ -48,6 +75,12 @@ impl Activation {
                 middle * (z / 3.0 + 0.5) + above
             }
             Activation::Identity => z.ones_like(),
+            // Φ(z) + z·φ(z).
+            Activation::Gelu => {
+                let cdf = (z.clone() * f64::from(FRAC_1_SQRT_2)).erf() * 0.5 + 0.5;
+                let density = (z.clone().powi_scalar(2) * -0.5).exp() * f64::from(FRAC_1_SQRT_2PI);
+                cdf + z * density
+            }
         }
     }
 
@@ -59,6 +92,7 @@ impl Activation {
             Activation::Relu6 => z.clamp(0.0, 6.0),
             Activation::HardSwish => z * (z + 3.0).clamp(0.0, 6.0) / 6.0,
             Activation::Identity => z,
+            Activation::Gelu => 0.5 * z * (1.0 + erf(z * FRAC_1_SQRT_2)),
         }
     }
 
@@ -78,6 +112,9 @@ impl Activation {
                 }
             }
             Activation::Identity => 1.0,
+            Activation::Gelu => {
+                0.5 * (1.0 + erf(z * FRAC_1_SQRT_2)) + z * FRAC_1_SQRT_2PI * (-0.5 * z * z).exp()
+            }
         }
     }
 }

@@ -5,10 +5,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::spec::{Architecture, Block, MobileNetSpec};
-use crate::kernels::{DepthwiseBackend, Layout, TO_NCHW, TO_NHWC};
+use crate::kernels::{DepthwiseBackend, Layout};
 use crate::nn::{
-    Activation, ConvNormAct, ConvNormActConfig, CrossEntropyLoss, CrossEntropyLossConfig,
-    LayerInfo, LayerKind, TorchKeys,
+    Activation, BodyBlock, ConvNormAct, ConvNormActConfig, CrossEntropyLoss,
+    CrossEntropyLossConfig, FeatureMap, LayerInfo, LayerKind,
 };
 
 /// The strides at which [`MobileNet::forward_features`] returns feature maps.
@@ -38,6 +38,11 @@ pub struct MobileNetConfig {
     /// parameters are the same.
     #[config(default = "None")]
     pub layout: Option<Layout>,
+    /// Stochastic depth: the drop path rate of the last block's residual branch, rising
+    /// linearly from 0 at the first (timm's rule); 0 for none (the default; torchvision
+    /// trains V2/V3 without, timm's MobileNetV4 recipes use 0.0–0.35).
+    #[config(default = 0.0)]
+    pub drop_path_rate: f64,
 }
 
 impl MobileNetConfig {
@@ -64,15 +69,26 @@ impl MobileNetConfig {
     /// The concrete layer list this configuration builds.
     pub fn spec(&self) -> crate::Result<MobileNetSpec> {
         let mut spec = MobileNetSpec::new(self.architecture, self.width_mult)?;
-        if let Some(momentum) = self.norm_momentum {
-            if !(momentum > 0.0 && momentum <= 1.0) {
-                return Err(crate::Error::Config(format!(
-                    "norm_momentum must be in (0, 1], got {momentum}"
-                )));
-            }
-            spec.norm.momentum = momentum;
+        if !(0.0..1.0).contains(&self.drop_path_rate) {
+            return Err(crate::Error::Config(format!(
+                "drop_path_rate must be in [0, 1), got {}",
+                self.drop_path_rate
+            )));
         }
-        Ok(spec)
+        let count = spec.blocks().count();
+        for (index, block) in spec.stages.iter_mut().flatten().enumerate() {
+            block.set_drop_path(self.drop_path_rate * index as f64 / count as f64);
+        }
+        match self.norm_momentum {
+            Some(momentum) if !(momentum > 0.0 && momentum <= 1.0) => Err(crate::Error::Config(
+                format!("norm_momentum must be in (0, 1], got {momentum}"),
+            )),
+            Some(momentum) => {
+                let norm = spec.norm.with_momentum(momentum);
+                Ok(spec.with_norm(norm))
+            }
+            None => Ok(spec),
+        }
     }
 
     /// Checks every value, naming the first bad one.
@@ -108,14 +124,10 @@ impl MobileNetConfig {
             .with_norm(norm)
             .try_init(device)?;
         let blocks = spec
-            .blocks
-            .iter()
-            .map(|b| Block::from_spec(b, spec.norm, device))
+            .blocks()
+            .map(|b| b.try_init(device))
             .collect::<crate::Result<Vec<_>>>()?;
-        let body_out = spec
-            .blocks
-            .last()
-            .map_or(spec.stem.channels, |b| b.out_channels);
+        let body_out = spec.body_channels();
         let last_conv = spec
             .last_conv
             .map(|layer| {
@@ -126,6 +138,17 @@ impl MobileNetConfig {
             })
             .transpose()?;
         let mut features = spec.feature_channels();
+        let head_conv = spec
+            .head_conv
+            .map(|layer| {
+                let conv = ConvNormActConfig::new(features, layer.channels, 1)
+                    .with_activation(layer.activation)
+                    .with_norm(norm)
+                    .try_init(device);
+                features = layer.channels;
+                conv
+            })
+            .transpose()?;
         let classifier_hidden = spec.classifier_hidden.map(|layer| {
             let linear = init_linear(features, layer.channels, device);
             features = layer.channels;
@@ -136,6 +159,7 @@ impl MobileNetConfig {
             stem,
             blocks,
             last_conv,
+            head_conv,
             classifier_hidden,
             hidden_activation: spec
                 .classifier_hidden
@@ -145,6 +169,7 @@ impl MobileNetConfig {
             architecture: self.architecture,
             train_loss: CrossEntropyLossConfig::new().init(),
             layout: self.layout,
+            stage_lengths: spec.stages.iter().map(Vec::len).collect(),
         })
     }
 }
@@ -161,7 +186,7 @@ fn init_linear<B: Backend>(inputs: usize, outputs: usize, device: &B::Device) ->
     linear
 }
 
-/// A MobileNet (V1, V2, V3-Small or V3-Large) built from a [`MobileNetSpec`].
+/// A MobileNet (V1, V2, V3-Small, V3-Large or a V4) built from a [`MobileNetSpec`].
 ///
 /// - input: images `[N, 3, H, W]`, `H, W >= 32`
 /// - output: logits `[N, num_classes]`
@@ -169,10 +194,12 @@ fn init_linear<B: Backend>(inputs: usize, outputs: usize, device: &B::Device) ->
 pub struct MobileNet<B: Backend> {
     /// 3×3 stride-2 conv from RGB → BN → activation.
     pub stem: ConvNormAct<B>,
-    /// The body.
+    /// The body, its stages one after the other.
     pub blocks: Vec<Block<B>>,
     /// 1×1 conv → BN → activation after the body (V2, V3).
     pub last_conv: Option<ConvNormAct<B>>,
+    /// 1×1 conv → BN → activation on the pooled features (V4).
+    pub head_conv: Option<ConvNormAct<B>>,
     /// Hidden linear layer of the classifier (V3).
     pub classifier_hidden: Option<Linear<B>>,
     /// Activation after the hidden linear layer.
@@ -190,6 +217,9 @@ pub struct MobileNet<B: Backend> {
     /// one (a constant; see [`MobileNetConfig::layout`], [`Self::with_layout`] and
     /// [`Self::layout`]).
     pub layout: Option<Layout>,
+    /// Blocks per stage of the spec (a constant; weight key schemes that number blocks
+    /// by stage read it).
+    pub stage_lengths: Vec<usize>,
 }
 
 impl<B: Backend> MobileNet<B> {
@@ -202,9 +232,10 @@ impl<B: Backend> MobileNet<B> {
         self.blocks = self
             .blocks
             .into_iter()
-            .map(Block::fuse_for_inference)
+            .map(BodyBlock::fuse_for_inference)
             .collect();
         self.last_conv = self.last_conv.map(ConvNormAct::fuse_for_inference);
+        self.head_conv = self.head_conv.map(ConvNormAct::fuse_for_inference);
         self
     }
 
@@ -262,44 +293,32 @@ impl<B: Backend> MobileNet<B> {
     }
 
     /// The network as a list of units (stem, each block, last conv, classifier layers),
-    /// each listing its layers: what the cost table, the torchvision keys and the feature
+    /// each listing its layers: what the cost table, the weight key schemes and the feature
     /// maps are derived from.
     pub fn describe(&self) -> Vec<Unit> {
-        let mut units = vec![Unit {
-            path: "stem".into(),
-            torch_prefix: "features.0".into(),
-            layers: vec![self.stem.describe("", TorchKeys::conv_norm(""))],
+        let body = |path: String, layers| Unit {
+            path,
+            layers,
             in_body: true,
-        }];
+        };
+        let mut units = vec![body("stem".into(), vec![self.stem.describe("")])];
         for (i, block) in self.blocks.iter().enumerate() {
-            units.push(Unit {
-                path: format!("blocks.{i}"),
-                torch_prefix: format!("features.{}", i + 1),
-                layers: block.layers(self.architecture),
-                in_body: true,
-            });
+            units.push(body(format!("blocks.{i}"), block.layers()));
         }
         if let Some(last) = &self.last_conv {
+            units.push(body("last_conv".into(), vec![last.describe("")]));
+        }
+        if let Some(head) = &self.head_conv {
             units.push(Unit {
-                path: "last_conv".into(),
-                torch_prefix: format!("features.{}", self.blocks.len() + 1),
-                layers: vec![last.describe("", TorchKeys::conv_norm(""))],
-                in_body: true,
+                path: "head_conv".into(),
+                layers: vec![head.describe("")],
+                in_body: false,
             });
         }
-        // torchvision's classifier is a Sequential with dropout at 1 (V2) or 2 (V3).
-        let classifier_index = match &self.classifier_hidden {
-            Some(hidden) => {
-                units.push(Unit::linear("classifier_hidden", "classifier.0", hidden));
-                3
-            }
-            None => 1,
-        };
-        units.push(Unit::linear(
-            "classifier",
-            &format!("classifier.{classifier_index}"),
-            &self.classifier,
-        ));
+        if let Some(hidden) = &self.classifier_hidden {
+            units.push(Unit::linear("classifier_hidden", hidden));
+        }
+        units.push(Unit::linear("classifier", &self.classifier));
         units
     }
 
@@ -343,8 +362,6 @@ impl<B: Backend> MobileNet<B> {
 pub struct Unit {
     /// Module path (`stem`, `blocks.3`, `last_conv`, `classifier_hidden`, `classifier`).
     pub path: String,
-    /// torchvision key prefix (`features.0`, `features.4`, `classifier.3`, ...).
-    pub torch_prefix: String,
     /// Its layers, in execution order.
     pub layers: Vec<LayerInfo>,
     /// Whether it belongs to the feature extractor (stem, blocks, last conv), whose
@@ -353,11 +370,10 @@ pub struct Unit {
 }
 
 impl Unit {
-    fn linear<B: Backend>(path: &str, torch_prefix: &str, linear: &Linear<B>) -> Self {
+    fn linear<B: Backend>(path: &str, linear: &Linear<B>) -> Self {
         let [inputs, outputs] = linear.weight.dims();
         Unit {
             path: path.into(),
-            torch_prefix: torch_prefix.into(),
             layers: vec![LayerInfo {
                 path: String::new(),
                 kind: LayerKind::Linear {
@@ -365,7 +381,6 @@ impl Unit {
                     outputs,
                     bias: linear.bias.is_some(),
                 },
-                torch: TorchKeys::At(String::new()),
             }],
             in_body: false,
         }
@@ -451,13 +466,9 @@ impl<B: DepthwiseBackend> MobileNet<B> {
         self.check_input(images.dims())?;
         let taps: Vec<usize> = self.feature_taps().into_iter().map(|(i, _)| i).collect();
         let mut maps = Vec::with_capacity(taps.len());
-        let layout = self.layout();
         self.body(images, |index, x| {
             if taps.contains(&index) {
-                maps.push(match layout {
-                    Layout::ChannelsFirst => x.clone(),
-                    Layout::ChannelsLast => x.clone().permute(TO_NCHW),
-                });
+                maps.push(x.clone().into_nchw());
             }
         });
         Ok(maps)
@@ -468,47 +479,32 @@ impl<B: DepthwiseBackend> MobileNet<B> {
     fn body(
         &self,
         images: Tensor<B, 4>,
-        mut tap: impl FnMut(usize, &Tensor<B, 4>),
-    ) -> Tensor<B, 4> {
-        let channels_last = self.layout() == Layout::ChannelsLast;
-        let mut x = if channels_last {
-            self.stem.forward_channels_last(images.permute(TO_NHWC))
-        } else {
-            self.stem.forward(images)
-        };
+        mut tap: impl FnMut(usize, &FeatureMap<B>),
+    ) -> FeatureMap<B> {
+        let mut x = self
+            .stem
+            .forward_map(FeatureMap::from_nchw(images, self.layout()));
         tap(0, &x);
         for (i, block) in self.blocks.iter().enumerate() {
-            x = if channels_last {
-                block.forward_channels_last(x)
-            } else {
-                block.forward(x)
-            };
+            x = block.forward_block(x);
             tap(i + 1, &x);
         }
         if let Some(last) = &self.last_conv {
-            x = if channels_last {
-                last.forward_channels_last(x)
-            } else {
-                last.forward(x)
-            };
+            x = last.forward_map(x);
             tap(self.blocks.len() + 1, &x);
         }
         x
     }
 
     /// Global average pool → [hidden linear → activation] → dropout → classifier.
-    fn head(&self, features: Tensor<B, 4>) -> Tensor<B, 2> {
-        let mut x = match self.layout() {
-            Layout::ChannelsFirst => {
-                let [n, c, h, w] = features.dims();
-                features.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
-            }
-            Layout::ChannelsLast => {
-                // Two means instead of a reshape, which copies the map on ndarray.
-                let [n, _, _, c] = features.dims();
-                features.mean_dim(1).mean_dim(2).reshape([n, c])
-            }
-        };
+    fn head(&self, features: FeatureMap<B>) -> Tensor<B, 2> {
+        let mut x = features.spatial_mean();
+        if let Some(head) = &self.head_conv {
+            // On 1×1 maps, where both layouts are the same memory.
+            let [n, c] = x.dims();
+            let y = head.forward(x.reshape([n, c, 1, 1]));
+            x = y.reshape([n, head.conv.out_channels()]);
+        }
         if let Some(hidden) = &self.classifier_hidden {
             x = self.hidden_activation.forward(hidden.forward(x));
         }

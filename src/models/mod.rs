@@ -3,11 +3,10 @@
 
 mod mobilenet;
 pub mod spec;
+mod timm;
 mod torchvision;
 
 pub use mobilenet::{MobileNet, MobileNetConfig, Unit};
-pub use spec::{
-    Architecture, Block, BlockKind, BlockSpec, LayerSpec, MobileNetSpec, make_divisible,
-};
+pub use spec::{Architecture, Block, BlockConfig, LayerSpec, MobileNetSpec, make_divisible};
 pub(crate) use torchvision::apply_by_path;
 pub use torchvision::{PROBE_SHAPE, StateDict, StateDictMismatch, probe_input};

@@ -10,14 +10,16 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::module::Module;
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::DepthwiseBackend;
 use crate::nn::{
-    Activation, DepthwiseSeparableConv, DepthwiseSeparableConvConfig, InvertedResidual,
-    InvertedResidualConfig, InvertedResidualKeys, LayerInfo, NormConfig,
+    Activation, BodyBlock, BodyBlockConfig, ConvNormAct, ConvNormActConfig, DepthwiseSeparableConv,
+    DepthwiseSeparableConvConfig, FeatureMap, FusedInvertedBottleneck,
+    FusedInvertedBottleneckConfig, InvertedResidual, InvertedResidualConfig, LayerInfo,
+    MobileAttention, MobileAttentionConfig, NormConfig, UniversalInvertedBottleneck,
+    UniversalInvertedBottleneckConfig,
 };
 
 /// The MobileNet variants.
@@ -35,24 +37,80 @@ pub enum Architecture {
     /// MobileNetV3-Large (Howard et al. 2019), torchvision layout.
     #[serde(rename = "v3-large")]
     V3Large,
+    /// MobileNetV4-Conv-Small (Qin et al. 2024), timm layout.
+    #[serde(rename = "v4-conv-small")]
+    V4ConvSmall,
+    /// MobileNetV4-Conv-Medium, timm layout.
+    #[serde(rename = "v4-conv-medium")]
+    V4ConvMedium,
+    /// MobileNetV4-Conv-Large, timm layout.
+    #[serde(rename = "v4-conv-large")]
+    V4ConvLarge,
+    /// MobileNetV4-Hybrid-Medium (with Mobile MQA blocks), timm layout.
+    #[serde(rename = "v4-hybrid-medium")]
+    V4HybridMedium,
+    /// MobileNetV4-Hybrid-Large (with Mobile MQA blocks, GELU), timm layout.
+    #[serde(rename = "v4-hybrid-large")]
+    V4HybridLarge,
 }
 
 impl Architecture {
-    /// All variants, in order.
-    pub const ALL: [Architecture; 4] = [
+    /// All variants, in order: the one list the command lines, the cost table and the
+    /// docs read.
+    pub const ALL: [Architecture; 9] = [
         Architecture::V1,
         Architecture::V2,
         Architecture::V3Small,
         Architecture::V3Large,
+        Architecture::V4ConvSmall,
+        Architecture::V4ConvMedium,
+        Architecture::V4ConvLarge,
+        Architecture::V4HybridMedium,
+        Architecture::V4HybridLarge,
     ];
 
-    /// The short name used on command lines and in files (`v1`, `v2`, `v3-small`, `v3-large`).
+    /// The short name used on command lines and in files (`v1`, `v2`, `v3-small`,
+    /// `v3-large`, `v4-conv-small`, ...).
     pub fn name(&self) -> &'static str {
         match self {
             Architecture::V1 => "v1",
             Architecture::V2 => "v2",
             Architecture::V3Small => "v3-small",
             Architecture::V3Large => "v3-large",
+            Architecture::V4ConvSmall => "v4-conv-small",
+            Architecture::V4ConvMedium => "v4-conv-medium",
+            Architecture::V4ConvLarge => "v4-conv-large",
+            Architecture::V4HybridMedium => "v4-hybrid-medium",
+            Architecture::V4HybridLarge => "v4-hybrid-large",
+        }
+    }
+
+    /// Whether its weights are in timm's layout (V4) rather than torchvision's.
+    pub fn is_timm(&self) -> bool {
+        matches!(
+            self,
+            Architecture::V4ConvSmall
+                | Architecture::V4ConvMedium
+                | Architecture::V4ConvLarge
+                | Architecture::V4HybridMedium
+                | Architecture::V4HybridLarge
+        )
+    }
+
+    /// The name of the PyTorch model it matches (torchvision's `mobilenet_v2`, ..., timm's
+    /// `mobilenetv4_conv_small`, ...; V1 has none and takes torchvision's style): what
+    /// `scripts/bench_torch.py` builds.
+    pub fn reference_name(&self) -> &'static str {
+        match self {
+            Architecture::V1 => "mobilenet_v1",
+            Architecture::V2 => "mobilenet_v2",
+            Architecture::V3Small => "mobilenet_v3_small",
+            Architecture::V3Large => "mobilenet_v3_large",
+            Architecture::V4ConvSmall => "mobilenetv4_conv_small",
+            Architecture::V4ConvMedium => "mobilenetv4_conv_medium",
+            Architecture::V4ConvLarge => "mobilenetv4_conv_large",
+            Architecture::V4HybridMedium => "mobilenetv4_hybrid_medium",
+            Architecture::V4HybridLarge => "mobilenetv4_hybrid_large",
         }
     }
 }
@@ -71,8 +129,10 @@ impl FromStr for Architecture {
             .into_iter()
             .find(|a| a.name() == s)
             .ok_or_else(|| {
+                let names: Vec<&str> = Architecture::ALL.iter().map(|a| a.name()).collect();
                 crate::Error::Config(format!(
-                    "unknown model '{s}', expected one of v1, v2, v3-small, v3-large"
+                    "unknown model '{s}', expected one of {}",
+                    names.join(", ")
                 ))
             })
     }
@@ -89,135 +149,103 @@ pub fn make_divisible(value: f64, divisor: usize) -> usize {
     rounded
 }
 
-/// Which block a [`BlockSpec`] builds, with what only that kind has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlockKind {
-    /// [`DepthwiseSeparableConv`] (V1).
-    Separable,
-    /// [`InvertedResidual`] (V2, V3).
-    InvertedResidual {
-        /// Channels after the 1×1 expansion (`in_channels` when there is none).
-        expanded_channels: usize,
-        /// Squeeze-excitation bottleneck width, if the block has one.
-        squeeze_channels: Option<usize>,
-    },
+/// The block vocabulary: each line is a block kind, its module (which implements
+/// [`BodyBlock`]) and its configuration (with `in_channels`, `out_channels` and
+/// `try_init`). It makes [`BlockConfig`], the spec row of a block, and [`Block`], the
+/// built block the network dispatches to. A new block kind is its own file in `nn/` and a
+/// line here; the spec tables below then use it.
+macro_rules! block_vocabulary {
+    ($($(#[$doc:meta])* $kind:ident($module:ident, $config:ident),)*) => {
+        /// One block of a network's body as a spec row: its kind and its configuration,
+        /// with concrete (width-adjusted) channel counts.
+        #[derive(Clone, Debug)]
+        pub enum BlockConfig {
+            $($(#[$doc])* $kind($config),)*
+        }
+
+        impl BlockConfig {
+            /// Input channels.
+            pub fn in_channels(&self) -> usize {
+                match self {
+                    $(BlockConfig::$kind(config) => config.in_channels,)*
+                }
+            }
+
+            /// Output channels.
+            pub fn out_channels(&self) -> usize {
+                match self {
+                    $(BlockConfig::$kind(config) => config.out_channels,)*
+                }
+            }
+
+            /// Sets the stochastic depth rate of the block's residual branch (see
+            /// [`BodyBlockConfig`]).
+            pub fn set_drop_path(&mut self, rate: f64) {
+                match self {
+                    $(BlockConfig::$kind(config) => config.set_drop_path(rate),)*
+                }
+            }
+
+            /// Sets the BatchNorm settings of every norm of the block.
+            pub fn set_norm(&mut self, norm: NormConfig) {
+                match self {
+                    $(BlockConfig::$kind(config) => config.norm = norm,)*
+                }
+            }
+
+            /// Builds the block, or names the invalid configuration value.
+            pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<Block<B>> {
+                Ok(match self {
+                    $(BlockConfig::$kind(config) => Block::$kind(config.try_init(device)?),)*
+                })
+            }
+        }
+
+        /// One built body block: what a [`BlockConfig`] makes.
+        #[derive(Module, Debug)]
+        #[allow(clippy::large_enum_variant)]
+        pub enum Block<B: Backend> {
+            $($(#[$doc])* $kind($module<B>),)*
+        }
+
+        impl<B: Backend> BodyBlock<B> for Block<B> {
+            fn layers(&self) -> Vec<LayerInfo> {
+                match self {
+                    $(Block::$kind(block) => block.layers(),)*
+                }
+            }
+
+            fn fuse_for_inference(self) -> Self {
+                match self {
+                    $(Block::$kind(block) => Block::$kind(BodyBlock::fuse_for_inference(block)),)*
+                }
+            }
+
+            fn forward_block(&self, input: FeatureMap<B>) -> FeatureMap<B>
+            where
+                B: DepthwiseBackend,
+            {
+                match self {
+                    $(Block::$kind(block) => block.forward_block(input),)*
+                }
+            }
+        }
+    };
 }
 
-/// One block of the body, with concrete (width-adjusted) channel counts.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BlockSpec {
-    /// Block type and its own widths.
-    pub kind: BlockKind,
-    /// Input channels.
-    pub in_channels: usize,
-    /// Output channels.
-    pub out_channels: usize,
-    /// Depthwise kernel size.
-    pub kernel_size: usize,
-    /// Depthwise stride.
-    pub stride: usize,
-    /// Activation of the block.
-    pub activation: Activation,
-}
-
-/// One built body block: what a [`BlockSpec`] makes. A new block kind is a module in
-/// `nn/` that lists its layers ([`LayerInfo`]), a [`BlockKind`] variant, and a variant
-/// here with its three arms below.
-#[derive(Module, Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum Block<B: Backend> {
+block_vocabulary! {
     /// Depthwise-separable conv (V1).
-    Separable(DepthwiseSeparableConv<B>),
+    Separable(DepthwiseSeparableConv, DepthwiseSeparableConvConfig),
     /// Inverted residual (V2, V3).
-    InvertedResidual(InvertedResidual<B>),
-}
-
-impl<B: Backend> Block<B> {
-    /// The block with every BatchNorm folded into its convolution (see
-    /// [`crate::nn::ConvNormAct::fuse_for_inference`]).
-    pub fn fuse_for_inference(self) -> Self {
-        match self {
-            Block::Separable(mut block) => {
-                block.depthwise = block.depthwise.fuse_for_inference();
-                block.pointwise = block.pointwise.fuse_for_inference();
-                Block::Separable(block)
-            }
-            Block::InvertedResidual(mut block) => {
-                block.expand = block.expand.map(|e| e.fuse_for_inference());
-                block.depthwise = block.depthwise.fuse_for_inference();
-                block.project = block.project.fuse_for_inference();
-                Block::InvertedResidual(block)
-            }
-        }
-    }
-
-    /// Builds the block `spec` describes, with the network's BatchNorm settings.
-    pub fn from_spec(
-        spec: &BlockSpec,
-        norm: NormConfig,
-        device: &B::Device,
-    ) -> crate::Result<Self> {
-        Ok(match spec.kind {
-            BlockKind::Separable => Block::Separable(
-                DepthwiseSeparableConvConfig::new(spec.in_channels, spec.out_channels)
-                    .with_kernel_size(spec.kernel_size)
-                    .with_stride(spec.stride)
-                    .with_activation(spec.activation)
-                    .with_norm(norm)
-                    .try_init(device)?,
-            ),
-            BlockKind::InvertedResidual {
-                expanded_channels,
-                squeeze_channels,
-            } => Block::InvertedResidual(
-                InvertedResidualConfig::new(spec.in_channels, expanded_channels, spec.out_channels)
-                    .with_kernel_size(spec.kernel_size)
-                    .with_stride(spec.stride)
-                    .with_squeeze_channels(squeeze_channels)
-                    .with_activation(spec.activation)
-                    .with_norm(norm)
-                    .try_init(device)?,
-            ),
-        })
-    }
-
-    /// Its layers in order, with torchvision keys as `architecture`'s torchvision model
-    /// numbers them.
-    pub fn layers(&self, architecture: Architecture) -> Vec<LayerInfo> {
-        match self {
-            Block::Separable(block) => block.layers(),
-            Block::InvertedResidual(block) => block.layers(match architecture {
-                Architecture::V2 => InvertedResidualKeys::MobileNetV2,
-                _ => InvertedResidualKeys::MobileNetV3,
-            }),
-        }
-    }
-}
-
-impl<B: DepthwiseBackend> Block<B> {
-    /// The block's forward pass.
-    ///
-    /// # Shapes
-    /// - input: `[N, in_channels, H, W]`
-    /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]`
-    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        match self {
-            Block::Separable(block) => block.forward(input),
-            Block::InvertedResidual(block) => block.forward(input),
-        }
-    }
-
-    /// [`Self::forward`] on channels-last maps.
-    ///
-    /// # Shapes
-    /// - input: `[N, H, W, in_channels]`
-    /// - output: `[N, ceil(H / stride), ceil(W / stride), out_channels]`
-    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        match self {
-            Block::Separable(block) => block.forward_channels_last(input),
-            Block::InvertedResidual(block) => block.forward_channels_last(input),
-        }
-    }
+    InvertedResidual(InvertedResidual, InvertedResidualConfig),
+    /// A plain conv → BatchNorm → activation (V4's `cn` rows).
+    Conv(ConvNormAct, ConvNormActConfig),
+    /// Universal inverted bottleneck (V4's `uir` rows).
+    UniversalInvertedBottleneck(UniversalInvertedBottleneck, UniversalInvertedBottleneckConfig),
+    /// Fused inverted bottleneck (V4's `er` rows).
+    FusedInvertedBottleneck(FusedInvertedBottleneck, FusedInvertedBottleneckConfig),
+    /// Mobile MQA attention block (V4 hybrids' `mqa` rows).
+    MobileAttention(MobileAttention, MobileAttentionConfig),
 }
 
 /// A plain layer: output width and activation.
@@ -231,18 +259,22 @@ pub struct LayerSpec {
 
 /// A whole network: stem (3×3 stride-2 conv from RGB), body blocks, optional last 1×1
 /// conv, global average pool, optional hidden linear layer, dropout, classifier.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct MobileNetSpec {
     /// The variant this spec was made from.
     pub architecture: Architecture,
     /// Stem conv.
     pub stem: LayerSpec,
-    /// Body blocks, in order.
-    pub blocks: Vec<BlockSpec>,
+    /// Body blocks, in order, grouped by stage (the paper's table rows for V2, the runs
+    /// at one resolution otherwise).
+    pub stages: Vec<Vec<BlockConfig>>,
     /// 1×1 conv after the body (V2, V3).
     pub last_conv: Option<LayerSpec>,
     /// Hidden linear layer of the classifier (V3).
     pub classifier_hidden: Option<LayerSpec>,
+    /// 1×1 conv → BatchNorm → activation on the pooled features (V4's `conv_head` and
+    /// `norm_head`).
+    pub head_conv: Option<LayerSpec>,
     /// BatchNorm settings of every norm layer.
     pub norm: NormConfig,
 }
@@ -376,6 +408,281 @@ const V3_SMALL_BLOCKS: [V3Row; 11] = [
     bneck(5, 576, 96, SE, HS, 1),
 ];
 
+/// One row of a MobileNetV4 table, as timm writes them (`_gen_mobilenet_v4` in
+/// `timm/models/mobilenetv3.py`): `repeats` blocks, the first with `stride`.
+#[derive(Clone, Copy)]
+struct V4Row {
+    repeats: usize,
+    block: V4Block,
+    /// Output channels at width 1.0.
+    channels: usize,
+}
+
+#[derive(Clone, Copy)]
+enum V4Block {
+    /// `cn`: conv k×k → BN → activation.
+    Conv { kernel: usize, stride: usize },
+    /// `er`: fused inverted bottleneck, k×k expansion by `expansion`.
+    Fused {
+        kernel: usize,
+        stride: usize,
+        expansion: f64,
+    },
+    /// `uir`: universal inverted bottleneck, start / middle depthwise kernels (0: none).
+    Universal {
+        start: usize,
+        middle: usize,
+        stride: usize,
+        expansion: f64,
+    },
+    /// `mqa`: Mobile MQA, `heads` heads of width `dim`, keys/values at `kv_stride`.
+    Attention {
+        heads: usize,
+        dim: usize,
+        kv_stride: usize,
+    },
+}
+
+/// `cn_r{r}_k{k}_s{s}_c{c}`.
+const fn cn(repeats: usize, kernel: usize, stride: usize, channels: usize) -> V4Row {
+    V4Row {
+        repeats,
+        block: V4Block::Conv { kernel, stride },
+        channels,
+    }
+}
+
+/// `er_r{r}_k{k}_s{s}_e{e}_c{c}`.
+const fn er(
+    repeats: usize,
+    kernel: usize,
+    stride: usize,
+    expansion: f64,
+    channels: usize,
+) -> V4Row {
+    V4Row {
+        repeats,
+        block: V4Block::Fused {
+            kernel,
+            stride,
+            expansion,
+        },
+        channels,
+    }
+}
+
+/// `uir_r{r}_a{start}_k{middle}_s{s}_e{e}_c{c}`: ExtraDW (both kernels), IB (middle only),
+/// ConvNeXt-like (start only), FFN (neither).
+const fn uir(
+    repeats: usize,
+    start: usize,
+    middle: usize,
+    stride: usize,
+    expansion: f64,
+    channels: usize,
+) -> V4Row {
+    V4Row {
+        repeats,
+        block: V4Block::Universal {
+            start,
+            middle,
+            stride,
+            expansion,
+        },
+        channels,
+    }
+}
+
+/// `mqa_r1_k3_h{heads}_v{kv_stride}_d{dim}_c{c}` (`_v` absent: stride 1).
+const fn mqa(heads: usize, kv_stride: usize, dim: usize, channels: usize) -> V4Row {
+    V4Row {
+        repeats: 1,
+        block: V4Block::Attention {
+            heads,
+            dim,
+            kv_stride,
+        },
+        channels,
+    }
+}
+
+/// A MobileNetV4 variant: stem width, activation, layer scale (hybrids) and its stages.
+struct V4Table {
+    stem: usize,
+    activation: Activation,
+    layer_scale: Option<f64>,
+    stages: &'static [&'static [V4Row]],
+}
+
+/// MobileNetV4-Conv-Small.
+const V4_CONV_SMALL: V4Table = V4Table {
+    stem: 32,
+    activation: RE,
+    layer_scale: None,
+    stages: &[
+        &[cn(1, 3, 2, 32), cn(1, 1, 1, 32)],
+        &[cn(1, 3, 2, 96), cn(1, 1, 1, 64)],
+        &[
+            uir(1, 5, 5, 2, 3.0, 96),
+            uir(4, 0, 3, 1, 2.0, 96),
+            uir(1, 3, 0, 1, 4.0, 96),
+        ],
+        &[
+            uir(1, 3, 3, 2, 6.0, 128),
+            uir(1, 5, 5, 1, 4.0, 128),
+            uir(1, 0, 5, 1, 4.0, 128),
+            uir(1, 0, 5, 1, 3.0, 128),
+            uir(2, 0, 3, 1, 4.0, 128),
+        ],
+        &[cn(1, 1, 1, 960)],
+    ],
+};
+
+/// MobileNetV4-Conv-Medium.
+const V4_CONV_MEDIUM: V4Table = V4Table {
+    stem: 32,
+    activation: RE,
+    layer_scale: None,
+    stages: &[
+        &[er(1, 3, 2, 4.0, 48)],
+        &[uir(1, 3, 5, 2, 4.0, 80), uir(1, 3, 3, 1, 2.0, 80)],
+        &[
+            uir(1, 3, 5, 2, 6.0, 160),
+            uir(2, 3, 3, 1, 4.0, 160),
+            uir(1, 3, 5, 1, 4.0, 160),
+            uir(1, 3, 3, 1, 4.0, 160),
+            uir(1, 3, 0, 1, 4.0, 160),
+            uir(1, 0, 0, 1, 2.0, 160),
+            uir(1, 3, 0, 1, 4.0, 160),
+        ],
+        &[
+            uir(1, 5, 5, 2, 6.0, 256),
+            uir(1, 5, 5, 1, 4.0, 256),
+            uir(2, 3, 5, 1, 4.0, 256),
+            uir(1, 0, 0, 1, 4.0, 256),
+            uir(1, 3, 0, 1, 4.0, 256),
+            uir(1, 3, 5, 1, 2.0, 256),
+            uir(1, 5, 5, 1, 4.0, 256),
+            uir(2, 0, 0, 1, 4.0, 256),
+            uir(1, 5, 0, 1, 2.0, 256),
+        ],
+        &[cn(1, 1, 1, 960)],
+    ],
+};
+
+/// MobileNetV4-Conv-Large.
+const V4_CONV_LARGE: V4Table = V4Table {
+    stem: 24,
+    activation: RE,
+    layer_scale: None,
+    stages: &[
+        &[er(1, 3, 2, 4.0, 48)],
+        &[uir(1, 3, 5, 2, 4.0, 96), uir(1, 3, 3, 1, 4.0, 96)],
+        &[
+            uir(1, 3, 5, 2, 4.0, 192),
+            uir(3, 3, 3, 1, 4.0, 192),
+            uir(1, 3, 5, 1, 4.0, 192),
+            uir(5, 5, 3, 1, 4.0, 192),
+            uir(1, 3, 0, 1, 4.0, 192),
+        ],
+        &[
+            uir(4, 5, 5, 2, 4.0, 512),
+            uir(1, 5, 0, 1, 4.0, 512),
+            uir(1, 5, 3, 1, 4.0, 512),
+            uir(2, 5, 0, 1, 4.0, 512),
+            uir(1, 5, 3, 1, 4.0, 512),
+            uir(1, 5, 5, 1, 4.0, 512),
+            uir(3, 5, 0, 1, 4.0, 512),
+        ],
+        &[cn(1, 1, 1, 960)],
+    ],
+};
+
+/// MobileNetV4-Hybrid-Medium.
+const V4_HYBRID_MEDIUM: V4Table = V4Table {
+    stem: 32,
+    activation: RE,
+    layer_scale: Some(1e-5),
+    stages: &[
+        &[er(1, 3, 2, 4.0, 48)],
+        &[uir(1, 3, 5, 2, 4.0, 80), uir(1, 3, 3, 1, 2.0, 80)],
+        &[
+            uir(1, 3, 5, 2, 6.0, 160),
+            uir(1, 0, 0, 1, 2.0, 160),
+            uir(1, 3, 3, 1, 4.0, 160),
+            uir(1, 3, 5, 1, 4.0, 160),
+            mqa(4, 2, 64, 160),
+            uir(1, 3, 3, 1, 4.0, 160),
+            mqa(4, 2, 64, 160),
+            uir(1, 3, 0, 1, 4.0, 160),
+            mqa(4, 2, 64, 160),
+            uir(1, 3, 3, 1, 4.0, 160),
+            mqa(4, 2, 64, 160),
+            uir(1, 3, 0, 1, 4.0, 160),
+        ],
+        &[
+            uir(1, 5, 5, 2, 6.0, 256),
+            uir(1, 5, 5, 1, 4.0, 256),
+            uir(2, 3, 5, 1, 4.0, 256),
+            uir(1, 0, 0, 1, 2.0, 256),
+            uir(1, 3, 5, 1, 2.0, 256),
+            uir(1, 0, 0, 1, 2.0, 256),
+            uir(1, 0, 0, 1, 4.0, 256),
+            mqa(4, 1, 64, 256),
+            uir(1, 3, 0, 1, 4.0, 256),
+            mqa(4, 1, 64, 256),
+            uir(1, 5, 5, 1, 4.0, 256),
+            mqa(4, 1, 64, 256),
+            uir(1, 5, 0, 1, 4.0, 256),
+            mqa(4, 1, 64, 256),
+            uir(1, 5, 0, 1, 4.0, 256),
+        ],
+        &[cn(1, 1, 1, 960)],
+    ],
+};
+
+/// MobileNetV4-Hybrid-Large.
+const V4_HYBRID_LARGE: V4Table = V4Table {
+    stem: 24,
+    activation: Activation::Gelu,
+    layer_scale: Some(1e-5),
+    stages: &[
+        &[er(1, 3, 2, 4.0, 48)],
+        &[uir(1, 3, 5, 2, 4.0, 96), uir(1, 3, 3, 1, 4.0, 96)],
+        &[
+            uir(1, 3, 5, 2, 4.0, 192),
+            uir(3, 3, 3, 1, 4.0, 192),
+            uir(1, 3, 5, 1, 4.0, 192),
+            uir(2, 5, 3, 1, 4.0, 192),
+            mqa(8, 2, 48, 192),
+            uir(1, 5, 3, 1, 4.0, 192),
+            mqa(8, 2, 48, 192),
+            uir(1, 5, 3, 1, 4.0, 192),
+            mqa(8, 2, 48, 192),
+            uir(1, 5, 3, 1, 4.0, 192),
+            mqa(8, 2, 48, 192),
+            uir(1, 3, 0, 1, 4.0, 192),
+        ],
+        &[
+            uir(4, 5, 5, 2, 4.0, 512),
+            uir(1, 5, 0, 1, 4.0, 512),
+            uir(1, 5, 3, 1, 4.0, 512),
+            uir(2, 5, 0, 1, 4.0, 512),
+            uir(1, 5, 3, 1, 4.0, 512),
+            uir(1, 5, 5, 1, 4.0, 512),
+            mqa(8, 1, 64, 512),
+            uir(1, 5, 0, 1, 4.0, 512),
+            mqa(8, 1, 64, 512),
+            uir(1, 5, 0, 1, 4.0, 512),
+            mqa(8, 1, 64, 512),
+            uir(1, 5, 0, 1, 4.0, 512),
+            mqa(8, 1, 64, 512),
+            uir(1, 5, 0, 1, 4.0, 512),
+        ],
+        &[cn(1, 1, 1, 960)],
+    ],
+};
+
 impl MobileNetSpec {
     /// The concrete layer list of `architecture` at width multiplier `width_mult`.
     pub fn new(architecture: Architecture, width_mult: f64) -> crate::Result<Self> {
@@ -389,6 +696,11 @@ impl MobileNetSpec {
             Architecture::V2 => Self::v2(width_mult),
             Architecture::V3Small => Self::v3(architecture, &V3_SMALL_BLOCKS, 1024, width_mult),
             Architecture::V3Large => Self::v3(architecture, &V3_LARGE_BLOCKS, 1280, width_mult),
+            Architecture::V4ConvSmall => Self::v4(architecture, &V4_CONV_SMALL, width_mult),
+            Architecture::V4ConvMedium => Self::v4(architecture, &V4_CONV_MEDIUM, width_mult),
+            Architecture::V4ConvLarge => Self::v4(architecture, &V4_CONV_LARGE, width_mult),
+            Architecture::V4HybridMedium => Self::v4(architecture, &V4_HYBRID_MEDIUM, width_mult),
+            Architecture::V4HybridLarge => Self::v4(architecture, &V4_HYBRID_LARGE, width_mult),
         })
     }
 
@@ -396,33 +708,28 @@ impl MobileNetSpec {
     fn v1(alpha: f64) -> Self {
         let scale = |c: usize| ((c as f64 * alpha) as usize).max(1);
         let stem = scale(32);
+        let norm = NormConfig::new().with_epsilon(1e-3).with_momentum(0.01);
         let mut in_channels = stem;
-        let blocks = V1_BLOCKS
-            .iter()
-            .map(|row| {
-                let out = scale(row.channels);
-                let block = BlockSpec {
-                    kind: BlockKind::Separable,
-                    in_channels,
-                    out_channels: out,
-                    kernel_size: 3,
-                    stride: row.stride,
-                    activation: Activation::Relu6,
-                };
-                in_channels = out;
-                block
-            })
-            .collect();
+        let blocks = V1_BLOCKS.iter().map(|row| {
+            let out = scale(row.channels);
+            let block = DepthwiseSeparableConvConfig::new(in_channels, out)
+                .with_stride(row.stride)
+                .with_activation(Activation::Relu6)
+                .with_norm(norm);
+            in_channels = out;
+            (row.stride, BlockConfig::Separable(block))
+        });
         Self {
             architecture: Architecture::V1,
             stem: LayerSpec {
                 channels: stem,
                 activation: Activation::Relu6,
             },
-            blocks,
+            stages: by_resolution(blocks),
             last_conv: None,
             classifier_hidden: None,
-            norm: NormConfig::new().with_epsilon(1e-3).with_momentum(0.01),
+            head_conv: None,
+            norm,
         }
     }
 
@@ -431,23 +738,19 @@ impl MobileNetSpec {
     fn v2(width_mult: f64) -> Self {
         let stem = make_divisible(32.0 * width_mult, 8);
         let mut in_channels = stem;
-        let mut blocks = Vec::new();
+        let mut stages = Vec::new();
         for stage in &V2_STAGES {
             let out = make_divisible(stage.channels as f64 * width_mult, 8);
-            for i in 0..stage.repeats {
-                blocks.push(BlockSpec {
-                    kind: BlockKind::InvertedResidual {
-                        expanded_channels: in_channels * stage.expansion,
-                        squeeze_channels: None,
-                    },
-                    in_channels,
-                    out_channels: out,
-                    kernel_size: 3,
-                    stride: if i == 0 { stage.stride } else { 1 },
-                    activation: Activation::Relu6,
-                });
+            let blocks = (0..stage.repeats).map(|i| {
+                let block =
+                    InvertedResidualConfig::new(in_channels, in_channels * stage.expansion, out)
+                        .with_stride(if i == 0 { stage.stride } else { 1 })
+                        .with_activation(Activation::Relu6)
+                        .with_norm(NormConfig::new());
                 in_channels = out;
-            }
+                BlockConfig::InvertedResidual(block)
+            });
+            stages.push(blocks.collect());
         }
         Self {
             architecture: Architecture::V2,
@@ -455,12 +758,13 @@ impl MobileNetSpec {
                 channels: stem,
                 activation: Activation::Relu6,
             },
-            blocks,
+            stages,
             last_conv: Some(LayerSpec {
                 channels: make_divisible(1280.0 * width_mult.max(1.0), 8),
                 activation: Activation::Relu6,
             }),
             classifier_hidden: None,
+            head_conv: None,
             norm: NormConfig::new(),
         }
     }
@@ -469,36 +773,31 @@ impl MobileNetSpec {
     /// `make_divisible(expanded / 4, 8)`, last conv 6× the body's output.
     fn v3(architecture: Architecture, table: &[V3Row], last: usize, width_mult: f64) -> Self {
         let adjust = |c: usize| make_divisible(c as f64 * width_mult, 8);
+        let norm = NormConfig::new().with_epsilon(1e-3).with_momentum(0.01);
         let stem = adjust(16);
         let mut in_channels = stem;
-        let blocks: Vec<BlockSpec> = table
-            .iter()
-            .map(|row| {
-                let expanded = adjust(row.expanded);
-                let block = BlockSpec {
-                    kind: BlockKind::InvertedResidual {
-                        expanded_channels: expanded,
-                        squeeze_channels: row
-                            .squeeze_excite
-                            .then(|| make_divisible((expanded / 4) as f64, 8)),
-                    },
-                    in_channels,
-                    out_channels: adjust(row.channels),
-                    kernel_size: row.kernel_size,
-                    stride: row.stride,
-                    activation: row.activation,
-                };
-                in_channels = block.out_channels;
-                block
-            })
-            .collect();
+        let blocks = table.iter().map(|row| {
+            let expanded = adjust(row.expanded);
+            let block = InvertedResidualConfig::new(in_channels, expanded, adjust(row.channels))
+                .with_kernel_size(row.kernel_size)
+                .with_stride(row.stride)
+                .with_squeeze_channels(
+                    row.squeeze_excite
+                        .then(|| make_divisible((expanded / 4) as f64, 8)),
+                )
+                .with_activation(row.activation)
+                .with_norm(norm);
+            in_channels = block.out_channels;
+            (row.stride, BlockConfig::InvertedResidual(block))
+        });
+        let stages = by_resolution(blocks);
         Self {
             architecture,
             stem: LayerSpec {
                 channels: stem,
                 activation: Activation::HardSwish,
             },
-            blocks,
+            stages,
             last_conv: Some(LayerSpec {
                 channels: 6 * in_channels,
                 activation: Activation::HardSwish,
@@ -507,18 +806,144 @@ impl MobileNetSpec {
                 channels: adjust(last),
                 activation: Activation::HardSwish,
             }),
-            norm: NormConfig::new().with_epsilon(1e-3).with_momentum(0.01),
+            head_conv: None,
+            norm,
         }
+    }
+
+    /// timm's V4: block widths through `make_divisible(c * w, 8)`, the stem's too unless
+    /// `w < 1`, expansions `make_divisible(in * e, 8)`, the head conv 1280 wide at every
+    /// width; BatchNorm eps 1e-5, momentum 0.1.
+    fn v4(architecture: Architecture, table: &V4Table, width_mult: f64) -> Self {
+        let round = |c: usize| make_divisible(c as f64 * width_mult, 8);
+        let expand = |c: usize, e: f64| make_divisible(c as f64 * e, 8);
+        let norm = NormConfig::new();
+        let activation = table.activation;
+        let stem = if width_mult < 1.0 {
+            table.stem
+        } else {
+            round(table.stem)
+        };
+        let mut in_channels = stem;
+        let mut stages = Vec::with_capacity(table.stages.len());
+        for rows in table.stages {
+            let mut stage = Vec::new();
+            for row in rows.iter() {
+                let out = round(row.channels);
+                for i in 0..row.repeats {
+                    let first = |stride: usize| if i == 0 { stride } else { 1 };
+                    stage.push(match row.block {
+                        V4Block::Conv { kernel, stride } => BlockConfig::Conv(
+                            ConvNormActConfig::new(in_channels, out, kernel)
+                                .with_stride(first(stride))
+                                .with_activation(activation)
+                                .with_norm(norm),
+                        ),
+                        V4Block::Fused {
+                            kernel,
+                            stride,
+                            expansion,
+                        } => BlockConfig::FusedInvertedBottleneck(
+                            FusedInvertedBottleneckConfig::new(
+                                in_channels,
+                                expand(in_channels, expansion),
+                                out,
+                            )
+                            .with_kernel_size(kernel)
+                            .with_stride(first(stride))
+                            .with_activation(activation)
+                            .with_norm(norm),
+                        ),
+                        V4Block::Universal {
+                            start,
+                            middle,
+                            stride,
+                            expansion,
+                        } => BlockConfig::UniversalInvertedBottleneck(
+                            UniversalInvertedBottleneckConfig::new(
+                                in_channels,
+                                expand(in_channels, expansion),
+                                out,
+                            )
+                            .with_start_kernel_size((start > 0).then_some(start))
+                            .with_middle_kernel_size((middle > 0).then_some(middle))
+                            .with_stride(first(stride))
+                            .with_activation(activation)
+                            .with_norm(norm)
+                            .with_layer_scale(table.layer_scale),
+                        ),
+                        V4Block::Attention {
+                            heads,
+                            dim,
+                            kv_stride,
+                        } => BlockConfig::MobileAttention(
+                            MobileAttentionConfig::new(in_channels, out, heads, dim, dim)
+                                .with_kv_stride(kv_stride)
+                                .with_norm(norm)
+                                .with_layer_scale(table.layer_scale),
+                        ),
+                    });
+                    in_channels = out;
+                }
+            }
+            stages.push(stage);
+        }
+        Self {
+            architecture,
+            stem: LayerSpec {
+                channels: stem,
+                activation,
+            },
+            stages,
+            last_conv: None,
+            classifier_hidden: None,
+            head_conv: Some(LayerSpec {
+                channels: 1280,
+                activation,
+            }),
+            norm,
+        }
+    }
+
+    /// The body blocks in order, across stages.
+    pub fn blocks(&self) -> impl Iterator<Item = &BlockConfig> {
+        self.stages.iter().flatten()
     }
 
     /// Channels of the body's output, after the last conv if there is one.
     pub fn feature_channels(&self) -> usize {
         match &self.last_conv {
             Some(layer) => layer.channels,
-            None => self
-                .blocks
-                .last()
-                .map_or(self.stem.channels, |b| b.out_channels),
+            None => self.body_channels(),
         }
     }
+
+    /// Channels of the last body block's output (the stem's without blocks).
+    pub fn body_channels(&self) -> usize {
+        self.blocks()
+            .last()
+            .map_or(self.stem.channels, BlockConfig::out_channels)
+    }
+
+    /// The same spec with `norm` as every BatchNorm's settings.
+    pub fn with_norm(mut self, norm: NormConfig) -> Self {
+        self.norm = norm;
+        for block in self.stages.iter_mut().flatten() {
+            block.set_norm(norm);
+        }
+        self
+    }
+}
+
+/// Blocks grouped into stages: a new stage at each block that shrinks the maps (given
+/// with its stride).
+fn by_resolution(blocks: impl Iterator<Item = (usize, BlockConfig)>) -> Vec<Vec<BlockConfig>> {
+    let mut stages: Vec<Vec<BlockConfig>> = Vec::new();
+    for (stride, block) in blocks {
+        match stages.last_mut() {
+            Some(stage) if stride == 1 => stage.push(block),
+            _ => stages.push(vec![block]),
+        }
+    }
+    stages
 }

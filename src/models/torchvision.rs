@@ -1,9 +1,9 @@
-//! torchvision weight interchange: a [`MobileNet`]'s tensors under the key names and
+//! PyTorch weight interchange: a [`MobileNet`]'s tensors under the key names and
 //! layouts of torchvision's `mobilenet_v2` / `mobilenet_v3_small` / `mobilenet_v3_large`.
 //!
 //! Keys come from the model's own description ([`MobileNet::describe`]): each block lists
-//! its layers with their torchvision key suffixes, so every width multiplier and class
-//! count maps without per-layer lists:
+//! its layers, and the numbering below gives each layer its torchvision key, so every
+//! width multiplier and class count maps without per-layer lists:
 //!
 //! | ours | torchvision key |
 //! |---|---|
@@ -33,9 +33,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 
-use super::mobilenet::{MobileNet, MobileNetConfig};
+use super::mobilenet::{MobileNet, MobileNetConfig, Unit};
+use super::spec::Architecture;
 use crate::Error;
-use crate::nn::{LayerKind, TorchKeys, WeightLayout, join};
+use crate::nn::{LayerKind, WeightLayout, join};
 
 /// A PyTorch-style state dict: tensors by key name, plus string metadata (safetensors
 /// header metadata; empty for `.pth` files).
@@ -178,13 +179,17 @@ impl StateDict {
     }
 
     /// The class count of a MobileNet state dict: the rows of its last linear layer
-    /// (`classifier.3` for V3, `classifier.1` otherwise).
+    /// (`classifier.3` for V3, `classifier` for timm's V4, `classifier.1` otherwise).
     pub fn num_classes(&self) -> Option<usize> {
-        ["classifier.3.weight", "classifier.1.weight"]
-            .iter()
-            .find_map(|key| self.tensors.get(*key))
-            .filter(|data| data.shape.len() == 2)
-            .map(|data| data.shape[0])
+        [
+            "classifier.3.weight",
+            "classifier.1.weight",
+            "classifier.weight",
+        ]
+        .iter()
+        .find_map(|key| self.tensors.get(*key))
+        .filter(|data| data.shape.len() == 2)
+        .map(|data| data.shape[0])
     }
 
     /// What the keys and shapes look like: variant, stem width and class count, e.g.
@@ -203,6 +208,23 @@ impl StateDict {
             })
             .max();
         let rows = |key: &str| self.tensors.get(key).map(|d| d.shape[0]);
+        let classes = self.num_classes().map_or("?".into(), |c| c.to_string());
+        if self.tensors.contains_key("conv_stem.weight") {
+            let stages = self
+                .tensors
+                .keys()
+                .filter_map(|k| k.strip_prefix("blocks.")?.split('.').next()?.parse().ok())
+                .max()
+                .map_or(0, |last: usize| last + 1);
+            let kind = match has(".attn.") {
+                true => "hybrid",
+                false => "conv",
+            };
+            return format!(
+                "a timm MobileNet with {stages} stages, {kind} blocks (stem {} channels, {classes} classes)",
+                rows("conv_stem.weight").map_or("?".into(), |c| c.to_string()),
+            );
+        }
         let variant = if has(".block.") {
             match last_feature {
                 Some(12) => "torchvision MobileNetV3-Small",
@@ -220,11 +242,9 @@ impl StateDict {
                 self.tensors.keys().take(3).collect::<Vec<_>>()
             );
         };
-        let classes = self.num_classes();
         format!(
-            "{variant} (stem {} channels, {} classes)",
+            "{variant} (stem {} channels, {classes} classes)",
             rows("features.0.0.weight").map_or("?".into(), |c| c.to_string()),
-            classes.map_or("?".into(), |c| c.to_string()),
         )
     }
 }
@@ -355,25 +375,143 @@ struct TensorKey {
     layout: Layout,
 }
 
-/// Every tensor of the model under its torchvision key, from the model's description,
-/// plus the BatchNorm prefixes (for `num_batches_tracked`).
+/// Where a layer's tensors live in a PyTorch `state_dict`, relative to its unit's prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum TorchKeys {
+    /// A conv and its BatchNorm, at these two suffixes (torchvision's `Conv2dNormActivation`
+    /// is the pair `{p}.0`, `{p}.1`; V2's projection puts them at `conv.{j}`,
+    /// `conv.{j+1}`).
+    ConvNorm {
+        /// The conv's suffix.
+        conv: String,
+        /// The BatchNorm's suffix.
+        norm: String,
+    },
+    /// A layer under one suffix (`fc1`/`fc2` of a squeeze-excitation, a linear layer's
+    /// `weight`/`bias`, a BatchNorm's, a layer scale's `gamma`, an attention's parts).
+    At(String),
+}
+
+impl TorchKeys {
+    /// torchvision's `Conv2dNormActivation` at `prefix`: conv `{prefix}.0`, norm
+    /// `{prefix}.1`.
+    pub(super) fn conv_norm(prefix: &str) -> Self {
+        TorchKeys::ConvNorm {
+            conv: join(prefix, "0"),
+            norm: join(prefix, "1"),
+        }
+    }
+}
+
+/// torchvision's key prefix of `unit` and the key suffixes of its layers: `features.{i}`
+/// for the stem (0), the blocks and the last conv; inside a block the parts numbered in
+/// order, `conv.{j}` (V1, V2; V2's projection takes two numbers, conv and BatchNorm) or
+/// `block.{j}` (V3); the classifier `Sequential` with its dropout at 1 (V2) or 2 (V3).
+fn torchvision_keys(
+    architecture: Architecture,
+    blocks: usize,
+    has_hidden: bool,
+    unit: &Unit,
+) -> (String, Vec<TorchKeys>) {
+    let single = |keys: TorchKeys| vec![keys; unit.layers.len()];
+    let path = unit.path.as_str();
+    if let Some(index) = path.strip_prefix("blocks.") {
+        let index: usize = index.parse().expect("block paths are blocks.{index}");
+        let list = match architecture {
+            Architecture::V3Small | Architecture::V3Large => "block",
+            _ => "conv",
+        };
+        let mut j = 0;
+        let mut next = || {
+            j += 1;
+            format!("{list}.{}", j - 1)
+        };
+        let keys = unit
+            .layers
+            .iter()
+            .map(|layer| match layer.kind {
+                LayerKind::SqueezeExcitation { .. } => TorchKeys::At(next()),
+                _ if architecture == Architecture::V2 && layer.path == "project" => {
+                    TorchKeys::ConvNorm {
+                        conv: next(),
+                        norm: next(),
+                    }
+                }
+                _ => TorchKeys::conv_norm(&next()),
+            })
+            .collect();
+        return (format!("features.{}", index + 1), keys);
+    }
+    match path {
+        "stem" => ("features.0".into(), single(TorchKeys::conv_norm(""))),
+        "last_conv" => (
+            format!("features.{}", blocks + 1),
+            single(TorchKeys::conv_norm("")),
+        ),
+        "classifier_hidden" => ("classifier.0".into(), single(TorchKeys::At(String::new()))),
+        "classifier" => (
+            format!("classifier.{}", if has_hidden { 3 } else { 1 }),
+            single(TorchKeys::At(String::new())),
+        ),
+        other => unreachable!("MobileNet unit {other} has no torchvision key"),
+    }
+}
+
+/// The key prefix of `unit` and the key suffixes of its layers in the model's PyTorch
+/// layout: torchvision's for V1–V3, timm's for V4 ([`super::timm`]).
+fn unit_keys<B: Backend>(model: &MobileNet<B>, unit: &Unit) -> (String, Vec<TorchKeys>) {
+    match model.architecture.is_timm() {
+        true => super::timm::timm_keys(model, unit),
+        false => torchvision_keys(
+            model.architecture,
+            model.blocks.len(),
+            model.classifier_hidden.is_some(),
+            unit,
+        ),
+    }
+}
+
+/// Every tensor of the model under its PyTorch key, from the model's description, plus
+/// the BatchNorm prefixes (for `num_batches_tracked`).
 fn tensor_keys<B: Backend>(model: &MobileNet<B>) -> (Vec<TensorKey>, Vec<String>) {
     let mut keys = Vec::new();
     let mut batch_norms = Vec::new();
     let mut push =
         |path: String, key: String, layout: Layout| keys.push(TensorKey { path, key, layout });
+    // A BatchNorm's four tensors: ours `{path}.{gamma, beta, ...}`, torch's `{key}.{weight,
+    // bias, ...}`.
+    let mut norm = |push: &mut dyn FnMut(String, String, Layout), path: &str, key: String| {
+        for (ours, theirs) in [
+            ("gamma", "weight"),
+            ("beta", "bias"),
+            ("running_mean", "running_mean"),
+            ("running_var", "running_var"),
+        ] {
+            push(
+                format!("{path}.{ours}"),
+                format!("{key}.{theirs}"),
+                Layout::Same,
+            );
+        }
+        batch_norms.push(key);
+    };
+    let conv_layout = |layout: WeightLayout| match layout {
+        WeightLayout::Kernel => Layout::Same,
+        WeightLayout::Matrix => Layout::Pointwise,
+    };
     for unit in model.describe() {
-        for layer in unit.layers {
+        let (prefix, suffixes) = unit_keys(model, &unit);
+        for (layer, suffix) in unit.layers.iter().zip(&suffixes) {
             let path = join(&unit.path, &layer.path);
-            let torch = |suffix: &str| join(&unit.torch_prefix, suffix);
-            match (layer.kind, &layer.torch) {
+            let torch = |suffix: &str| join(&prefix, suffix);
+            match (layer.kind, suffix) {
                 (LayerKind::ConvNormAct(conv), TorchKeys::ConvNorm { conv: c, norm: n }) => {
-                    let layout = match conv.layout {
-                        WeightLayout::Kernel => Layout::Same,
-                        WeightLayout::Matrix => Layout::Pointwise,
-                    };
                     let (c, n) = (torch(c), torch(n));
-                    push(format!("{path}.conv.weight"), format!("{c}.weight"), layout);
+                    push(
+                        format!("{path}.conv.weight"),
+                        format!("{c}.weight"),
+                        conv_layout(conv.layout),
+                    );
                     if conv.bias {
                         push(
                             format!("{path}.conv.bias"),
@@ -381,19 +519,7 @@ fn tensor_keys<B: Backend>(model: &MobileNet<B>) -> (Vec<TensorKey>, Vec<String>
                             Layout::Same,
                         );
                     }
-                    for (ours, theirs) in [
-                        ("gamma", "weight"),
-                        ("beta", "bias"),
-                        ("running_mean", "running_mean"),
-                        ("running_var", "running_var"),
-                    ] {
-                        push(
-                            format!("{path}.norm.{ours}"),
-                            format!("{n}.{theirs}"),
-                            Layout::Same,
-                        );
-                    }
-                    batch_norms.push(n);
+                    norm(&mut push, &format!("{path}.norm"), n);
                 }
                 (LayerKind::SqueezeExcitation { .. }, TorchKeys::At(at)) => {
                     let at = torch(at);
@@ -419,6 +545,42 @@ fn tensor_keys<B: Backend>(model: &MobileNet<B>) -> (Vec<TensorKey>, Vec<String>
                     );
                     if bias {
                         push(join(&path, "bias"), join(&at, "bias"), Layout::Same);
+                    }
+                }
+                (LayerKind::BatchNorm { .. }, TorchKeys::At(at)) => {
+                    norm(&mut push, &path, torch(at));
+                }
+                (LayerKind::LayerScale { .. }, TorchKeys::At(at)) => {
+                    push(
+                        format!("{path}.gamma"),
+                        format!("{}.gamma", torch(at)),
+                        Layout::Same,
+                    );
+                }
+                // timm's `MultiQueryAttention2d`: `{query, key, value, output}.proj` and,
+                // with downsampling, `{key, value}.{down_conv, norm}`.
+                (LayerKind::MultiQueryAttention { kv_stride, .. }, TorchKeys::At(at)) => {
+                    let at = torch(at);
+                    for part in ["query", "key", "value", "output"] {
+                        push(
+                            format!("{path}.{part}.weight"),
+                            format!("{at}.{part}.proj.weight"),
+                            Layout::Pointwise,
+                        );
+                    }
+                    if kv_stride > 1 {
+                        for part in ["key", "value"] {
+                            push(
+                                format!("{path}.{part}_down.conv.weight"),
+                                format!("{at}.{part}.down_conv.weight"),
+                                Layout::Same,
+                            );
+                            norm(
+                                &mut push,
+                                &format!("{path}.{part}_down.norm"),
+                                format!("{at}.{part}.norm"),
+                            );
+                        }
                     }
                 }
                 (kind, torch) => unreachable!("{kind:?} described with torch keys {torch:?}"),
@@ -468,10 +630,11 @@ fn describe_model<B: Backend>(model: &MobileNet<B>) -> String {
 }
 
 impl<B: Backend> MobileNet<B> {
-    /// Loads torchvision weights into this model. Every tensor must be there with its
-    /// torch shape, and nothing else (`num_batches_tracked` aside); otherwise the error
+    /// Loads torchvision weights into this model (timm's for a V4: the table in
+    /// `models/timm.rs`). Every tensor must be there with its torch shape, and nothing else (`num_batches_tracked` aside); otherwise the error
     /// ([`Error::StateDict`]) lists each missing, unexpected and mis-shaped key and says
     /// what the file looks like.
+    #[doc(alias = "load_timm")]
     pub fn load_torchvision(mut self, state: &StateDict) -> crate::Result<Self> {
         let (keys, _) = tensor_keys(&self);
         let ours = snapshots(&self);
@@ -511,8 +674,10 @@ impl<B: Backend> MobileNet<B> {
         Ok(self)
     }
 
-    /// This model's tensors under torchvision's key names and layouts (f32), with a zero
-    /// `num_batches_tracked` per BatchNorm, ready for `load_state_dict(strict=True)`.
+    /// This model's tensors under torchvision's key names and layouts (timm's for a V4)
+    /// as f32, with a zero `num_batches_tracked` per BatchNorm, ready for
+    /// `load_state_dict(strict=True)`.
+    #[doc(alias = "to_timm")]
     pub fn to_torchvision(&self) -> StateDict {
         let (keys, batch_norms) = tensor_keys(self);
         let ours = snapshots(self);

@@ -3,8 +3,20 @@
 use burn::nn::BatchNorm;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use super::Activation;
-use crate::kernels::{NormActBackend, reshape_dense};
+use super::{Activation, FeatureMap};
+use crate::kernels::{Layout, NormActBackend, reshape_dense};
+
+/// [`batch_norm_act`] on a map in either layout.
+pub fn batch_norm_act_map<B: NormActBackend>(
+    x: FeatureMap<B>,
+    norm: &BatchNorm<B>,
+    activation: Activation,
+) -> FeatureMap<B> {
+    match x.layout() {
+        Layout::ChannelsFirst => x.map(|x| batch_norm_act(x, norm, activation)),
+        Layout::ChannelsLast => x.map(|x| batch_norm_act_channels_last(x, norm, activation)),
+    }
+}
 
 /// [`batch_norm_act`] on channels-last maps `[N, H, W, C]`.
 pub fn batch_norm_act_channels_last<B: NormActBackend>(

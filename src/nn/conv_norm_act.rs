@@ -7,11 +7,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
 
 use super::{
-    Activation, ConvShape, DepthwiseConv2d, DepthwiseConv2dConfig, LayerInfo, LayerKind,
-    PointwiseConv2d, PointwiseConv2dConfig, TorchKeys, WeightLayout,
+    Activation, ConvShape, DepthwiseConv2d, DepthwiseConv2dConfig, FeatureMap, LayerInfo,
+    LayerKind, PointwiseConv2d, PointwiseConv2dConfig, WeightLayout,
 };
 use crate::kernels::{
-    DepthwiseBackend, DepthwiseOptions, TO_NCHW, TO_NHWC, conv2d_nchw_to_nhwc, reshape_dense,
+    DepthwiseBackend, DepthwiseOptions, Layout, TO_NCHW, TO_NHWC, conv2d_nchw_to_nhwc,
+    reshape_dense,
 };
 
 /// BatchNorm settings (torchvision's names and meaning).
@@ -364,13 +365,30 @@ impl<B: Backend> ConvNormAct<B> {
         (scale, shift)
     }
 
-    /// This layer as its block lists it: module path `path`, torchvision keys `torch`.
-    pub fn describe(&self, path: &str, torch: TorchKeys) -> LayerInfo {
+    /// This layer as its block lists it, at module path `path`.
+    pub fn describe(&self, path: &str) -> LayerInfo {
         LayerInfo {
             path: path.to_string(),
             kind: LayerKind::ConvNormAct(self.conv.shape()),
-            torch,
         }
+    }
+
+    /// Checks an input of `[N, C, H, W]` dims (whatever its layout) against the layer: its
+    /// channel count, and a size that the (padded, dilated) kernel fits in.
+    pub fn check_input(&self, module: &str, dims: [usize; 4]) -> crate::Result<()> {
+        let shape = self.conv.shape();
+        crate::nn::check_channels(module, dims, shape.in_channels)?;
+        let fits = (0..2).all(|d| {
+            let span = shape.dilation[d] * (shape.kernel[d] - 1) + 1;
+            dims[2 + d] + 2 * shape.padding[d] >= span
+        });
+        if !fits {
+            return Err(crate::Error::Input(format!(
+                "{module}: input {dims:?} is smaller than its {}x{} kernel",
+                shape.kernel[0], shape.kernel[1]
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -398,6 +416,18 @@ impl<B: DepthwiseBackend> ConvNormAct<B> {
             self.norm.beta.val().into_primitive().tensor(),
             self.activation,
         )))
+    }
+
+    /// [`Self::forward`] or [`Self::forward_channels_last`], as the map's layout says.
+    ///
+    /// # Shapes
+    /// - input: `[N, in_channels, H, W]` as a map in either layout
+    /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]`, same layout
+    pub fn forward_map(&self, input: FeatureMap<B>) -> FeatureMap<B> {
+        match input.layout() {
+            Layout::ChannelsFirst => input.map(|x| self.forward(x)),
+            Layout::ChannelsLast => input.map(|x| self.forward_channels_last(x)),
+        }
     }
 
     /// [`Self::forward`] on channels-last maps.

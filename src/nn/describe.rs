@@ -1,9 +1,9 @@
 //! What a built layer is, told by the layer itself.
 //!
-//! Each block lists its layers in execution order ([`LayerInfo`]: module path, kind with
-//! shapes, torchvision key suffixes). The cost table, the torchvision import and export and
-//! the feature-map taps all read these lists, so none of them walks the modules by hand and
-//! a new block kind describes itself in its own file.
+//! Each block lists its layers in execution order ([`LayerInfo`]: module path and kind
+//! with shapes). The cost table, the weight import and export (whose key schemes live in
+//! `models/`) and the feature-map taps all read these lists, so none of them walks the
+//! modules by hand and a new block kind describes itself in its own file.
 
 /// How a convolution's weight tensor is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +67,35 @@ pub enum LayerKind {
         /// Bottleneck width.
         squeeze_channels: usize,
     },
+    /// A BatchNorm alone (no conv before it), e.g. the pre-norm of an attention block.
+    BatchNorm {
+        /// Channels normalised.
+        channels: usize,
+    },
+    /// [`MultiQueryAttention`](super::MultiQueryAttention) with its projections and its
+    /// key/value downsampling: one entry, as its key and value read a smaller map than its
+    /// query.
+    MultiQueryAttention {
+        /// Input channels.
+        in_channels: usize,
+        /// Output channels.
+        out_channels: usize,
+        /// Query heads.
+        heads: usize,
+        /// Width of each query head and of the key.
+        key_dim: usize,
+        /// Width of the value.
+        value_dim: usize,
+        /// Stride of the key/value downsampling (1: none).
+        kv_stride: usize,
+        /// Kernel of the key/value downsampling depthwise convs (0: none).
+        kernel_size: usize,
+    },
+    /// A learned factor per channel ([`LayerScale`](super::LayerScale)).
+    LayerScale {
+        /// Channels scaled.
+        channels: usize,
+    },
     /// A fully connected layer (Burn's `Linear`, weight `[inputs, outputs]`).
     Linear {
         /// Input features.
@@ -93,6 +122,28 @@ impl LayerKind {
                 outputs,
                 bias,
             } => inputs * outputs + if bias { outputs } else { 0 },
+            LayerKind::LayerScale { channels } => channels,
+            LayerKind::BatchNorm { channels } => 2 * channels,
+            LayerKind::MultiQueryAttention {
+                in_channels: c,
+                out_channels,
+                heads,
+                key_dim,
+                value_dim,
+                kv_stride,
+                kernel_size,
+            } => {
+                let down = match kv_stride > 1 {
+                    // Two depthwise convs, each with a BatchNorm.
+                    true => 2 * (c * kernel_size * kernel_size + 2 * c),
+                    false => 0,
+                };
+                c * heads * key_dim
+                    + c * key_dim
+                    + c * value_dim
+                    + heads * value_dim * out_channels
+                    + down
+            }
         }
     }
 
@@ -102,6 +153,9 @@ impl LayerKind {
             LayerKind::ConvNormAct(conv) => conv.out_channels,
             LayerKind::SqueezeExcitation { channels, .. } => channels,
             LayerKind::Linear { outputs, .. } => outputs,
+            LayerKind::LayerScale { channels } => channels,
+            LayerKind::BatchNorm { channels } => channels,
+            LayerKind::MultiQueryAttention { out_channels, .. } => out_channels,
         }
     }
 
@@ -122,6 +176,36 @@ impl LayerKind {
             LayerKind::Linear {
                 inputs, outputs, ..
             } => ([1, 1], (inputs * outputs) as u64),
+            // Element-wise, not counted (as norms and activations).
+            LayerKind::LayerScale { .. } | LayerKind::BatchNorm { .. } => (input, 0),
+            LayerKind::MultiQueryAttention {
+                in_channels: c,
+                out_channels,
+                heads,
+                key_dim,
+                value_dim,
+                kv_stride,
+                kernel_size,
+            } => {
+                let queries = input[0] * input[1];
+                // Keys and values: one per position of the map the downsampling leaves
+                // (depthwise, padding (k - 1) / 2).
+                let (kv_positions, down) = match kv_stride > 1 {
+                    true => {
+                        let pad = (kernel_size - 1) / 2;
+                        let side = |x: usize| (x + 2 * pad - kernel_size) / kv_stride + 1;
+                        let p = side(input[0]) * side(input[1]);
+                        (p, 2 * p * c * kernel_size * kernel_size)
+                    }
+                    false => (queries, 0),
+                };
+                let projections = queries * c * heads * key_dim
+                    + kv_positions * c * (key_dim + value_dim)
+                    + queries * heads * value_dim * out_channels;
+                // The two matrix products: scores (q·k) and the weighted sum of values.
+                let products = queries * heads * kv_positions * (key_dim + value_dim);
+                (input, (down + projections + products) as u64)
+            }
         }
     }
 
@@ -134,35 +218,6 @@ impl LayerKind {
     }
 }
 
-/// Where a layer's tensors live in a torchvision `state_dict`, relative to its block's
-/// prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TorchKeys {
-    /// A conv and its BatchNorm, at these two suffixes (torchvision's `Conv2dNormActivation`
-    /// is the pair `{p}.0`, `{p}.1`; V2's projection puts them at `conv.{j}`,
-    /// `conv.{j+1}`).
-    ConvNorm {
-        /// The conv's suffix.
-        conv: String,
-        /// The BatchNorm's suffix.
-        norm: String,
-    },
-    /// A layer under one suffix (`fc1`/`fc2` of a squeeze-excitation, a linear layer's
-    /// `weight`/`bias`).
-    At(String),
-}
-
-impl TorchKeys {
-    /// torchvision's `Conv2dNormActivation` at `prefix`: conv `{prefix}.0`, norm
-    /// `{prefix}.1`.
-    pub fn conv_norm(prefix: &str) -> Self {
-        TorchKeys::ConvNorm {
-            conv: join(prefix, "0"),
-            norm: join(prefix, "1"),
-        }
-    }
-}
-
 /// One layer of a block, in execution order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerInfo {
@@ -171,8 +226,6 @@ pub struct LayerInfo {
     pub path: String,
     /// What it computes.
     pub kind: LayerKind,
-    /// Its torchvision keys relative to the block's torchvision prefix.
-    pub torch: TorchKeys,
 }
 
 /// `a.b`, or whichever of the two is not empty.

@@ -1,11 +1,10 @@
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use super::{
-    Activation, ConvNormAct, ConvNormActConfig, LayerInfo, NormConfig, SqueezeExcitation,
-    SqueezeExcitationConfig, TorchKeys,
+    Activation, BodyBlock, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo, NormConfig,
+    SqueezeExcitation, SqueezeExcitationConfig,
 };
 use crate::kernels::DepthwiseBackend;
 
@@ -36,6 +35,9 @@ pub struct InvertedResidualConfig {
     /// BatchNorm settings.
     #[config(default = "NormConfig::new()")]
     pub norm: NormConfig,
+    /// Stochastic depth rate of the residual branch ([`super::drop_path`]).
+    #[config(default = 0.0)]
+    pub drop_path: f64,
 }
 
 /// Inverted residual: optional 1×1 expand → depthwise k×k → optional squeeze-excitation →
@@ -55,6 +57,8 @@ pub struct InvertedResidual<B: Backend> {
     pub project: ConvNormAct<B>,
     /// Whether the input is added to the output.
     pub use_residual: bool,
+    /// Stochastic depth rate of the branch (a constant).
+    pub drop_path: f64,
 }
 
 impl InvertedResidualConfig {
@@ -65,6 +69,7 @@ impl InvertedResidualConfig {
 
     /// Builds the block, or names the invalid configuration value.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<InvertedResidual<B>> {
+        super::residual::check_drop_path("InvertedResidual", self.drop_path)?;
         let expanded = self.expanded_channels;
         let expand = (expanded != self.in_channels)
             .then(|| {
@@ -95,53 +100,40 @@ impl InvertedResidualConfig {
             squeeze_excite,
             project,
             use_residual: self.stride == 1 && self.in_channels == self.out_channels,
+            drop_path: self.drop_path,
         })
     }
 }
 
-/// torchvision's two numberings of an inverted residual's parts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InvertedResidualKeys {
-    /// `mobilenetv2.py`: `conv.{j}` for the expansion (if any) and depthwise (conv + BN pairs), then the
-    /// projection's conv and BN as two entries `conv.{j}`, `conv.{j+1}`.
-    MobileNetV2,
-    /// `mobilenetv3.py`: `block.{j}`, one entry per part: expansion (if any), depthwise,
-    /// squeeze-excitation (if any), projection.
-    MobileNetV3,
-}
-
-impl<B: Backend> InvertedResidual<B> {
-    /// Its layers in order, with torchvision keys numbered as `keys` says.
-    pub fn layers(&self, keys: InvertedResidualKeys) -> Vec<LayerInfo> {
-        let list = match keys {
-            InvertedResidualKeys::MobileNetV2 => "conv",
-            InvertedResidualKeys::MobileNetV3 => "block",
-        };
-        let mut index = 0;
-        let mut next = || {
-            index += 1;
-            format!("{list}.{}", index - 1)
-        };
+impl<B: Backend> BodyBlock<B> for InvertedResidual<B> {
+    /// Its layers in order: [`expand`], `depthwise`, [`squeeze_excite`], `project`.
+    fn layers(&self) -> Vec<LayerInfo> {
         let mut layers = Vec::with_capacity(4);
         if let Some(expand) = &self.expand {
-            layers.push(expand.describe("expand", TorchKeys::conv_norm(&next())));
+            layers.push(expand.describe("expand"));
         }
-        layers.push(
-            self.depthwise
-                .describe("depthwise", TorchKeys::conv_norm(&next())),
-        );
+        layers.push(self.depthwise.describe("depthwise"));
         if let Some(se) = &self.squeeze_excite {
-            layers.push(se.describe("squeeze_excite", &next()));
+            layers.push(se.describe("squeeze_excite"));
         }
-        let project = match keys {
-            InvertedResidualKeys::MobileNetV2 => TorchKeys::ConvNorm {
-                conv: next(),
-                norm: next(),
-            },
-            InvertedResidualKeys::MobileNetV3 => TorchKeys::conv_norm(&next()),
-        };
-        layers.push(self.project.describe("project", project));
+        layers.push(self.project.describe("project"));
         layers
+    }
+
+    /// The block with its BatchNorms folded into the convolutions (see
+    /// [`ConvNormAct::fuse_for_inference`]).
+    fn fuse_for_inference(mut self) -> Self {
+        self.expand = self.expand.map(ConvNormAct::fuse_for_inference);
+        self.depthwise = self.depthwise.fuse_for_inference();
+        self.project = self.project.fuse_for_inference();
+        self
+    }
+
+    fn forward_block(&self, input: FeatureMap<B>) -> FeatureMap<B>
+    where
+        B: DepthwiseBackend,
+    {
+        self.forward(input)
     }
 }
 
@@ -149,37 +141,23 @@ impl<B: DepthwiseBackend> InvertedResidual<B> {
     /// Expand, depthwise, squeeze-excite, project, plus the input when the shapes allow.
     ///
     /// # Shapes
-    /// - input: `[N, in_channels, H, W]`
-    /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]`
-    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// - input: `[N, in_channels, H, W]`, a map in either layout (or an NCHW tensor)
+    /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]`, same layout
+    pub fn forward(&self, input: impl Into<FeatureMap<B>>) -> FeatureMap<B> {
+        let input = input.into();
         let mut x = match &self.expand {
-            Some(expand) => expand.forward(input.clone()),
+            Some(expand) => expand.forward_map(input.clone()),
             None => input.clone(),
         };
-        x = self.depthwise.forward(x);
+        x = self.depthwise.forward_map(x);
         if let Some(se) = &self.squeeze_excite {
             x = se.forward(x);
         }
-        x = self.project.forward(x);
-        if self.use_residual { x + input } else { x }
-    }
-
-    /// [`Self::forward`] on channels-last maps.
-    ///
-    /// # Shapes
-    /// - input: `[N, H, W, in_channels]`
-    /// - output: `[N, ceil(H / stride), ceil(W / stride), out_channels]`
-    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = match &self.expand {
-            Some(expand) => expand.forward_channels_last(input.clone()),
-            None => input.clone(),
-        };
-        x = self.depthwise.forward_channels_last(x);
-        if let Some(se) = &self.squeeze_excite {
-            x = se.forward_channels_last(x);
+        x = self.project.forward_map(x);
+        match self.use_residual {
+            true => super::residual::residual(x, input, self.drop_path),
+            false => x,
         }
-        x = self.project.forward_channels_last(x);
-        if self.use_residual { x + input } else { x }
     }
 
     /// Checked [`Self::forward`]: a wrong channel count or an input smaller than the kernel
@@ -187,24 +165,16 @@ impl<B: DepthwiseBackend> InvertedResidual<B> {
     ///
     /// # Shapes
     /// As [`Self::forward`].
-    pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
-        let in_channels = match &self.expand {
-            Some(expand) => expand.conv.in_channels(),
-            None => self.depthwise.conv.in_channels(),
-        };
-        crate::nn::check_channels("InvertedResidual", input.dims(), in_channels)?;
-        let [_, _, h, w] = input.dims();
-        if let crate::nn::ConvLayer::Depthwise(dw) = &self.depthwise.conv {
-            let k = dw.kernel_size();
-            if dw.options().output_size([h, w], k).is_none() {
-                return Err(crate::Error::Input(format!(
-                    "InvertedResidual: input {:?} is smaller than its {}x{} depthwise kernel",
-                    input.dims(),
-                    k[0],
-                    k[1]
-                )));
-            }
-        }
+    pub fn try_forward(&self, input: impl Into<FeatureMap<B>>) -> crate::Result<FeatureMap<B>> {
+        let input = input.into();
+        let dims = input.dims();
+        let first = self.expand.as_ref().unwrap_or(&self.depthwise);
+        crate::nn::check_channels("InvertedResidual", dims, first.conv.in_channels())?;
+        // The depthwise conv sees the expanded channels at the input's size.
+        let [n, _, h, w] = dims;
+        let expanded = self.depthwise.conv.in_channels();
+        self.depthwise
+            .check_input("InvertedResidual", [n, expanded, h, w])?;
         Ok(self.forward(input))
     }
 }

@@ -2,25 +2,41 @@
 //! style of `burn-nn`: `XConfig::new(..).with_y(..).init(&device)`.
 
 mod batch_norm_act;
+mod block;
 mod conv_norm_act;
 mod depthwise;
 mod describe;
+mod feature_map;
+mod fused_inverted_bottleneck;
 mod inverted_residual;
 mod loss;
+mod mobile_attention;
 mod pointwise;
+mod residual;
 mod separable;
 mod squeeze_excite;
+mod universal_inverted_bottleneck;
 
 pub use crate::kernels::Activation;
-pub use batch_norm_act::{batch_norm_act, batch_norm_act_channels_last};
+pub use batch_norm_act::{batch_norm_act, batch_norm_act_channels_last, batch_norm_act_map};
+pub use block::{BodyBlock, BodyBlockConfig};
 pub use conv_norm_act::{ConvLayer, ConvNormAct, ConvNormActConfig, NormConfig};
 pub use depthwise::{DepthwiseConv2d, DepthwiseConv2dConfig};
-pub use describe::{ConvShape, LayerInfo, LayerKind, TorchKeys, WeightLayout, join};
-pub use inverted_residual::{InvertedResidual, InvertedResidualConfig, InvertedResidualKeys};
+pub use describe::{ConvShape, LayerInfo, LayerKind, WeightLayout, join};
+pub use feature_map::FeatureMap;
+pub use fused_inverted_bottleneck::{FusedInvertedBottleneck, FusedInvertedBottleneckConfig};
+pub use inverted_residual::{InvertedResidual, InvertedResidualConfig};
 pub use loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+pub use mobile_attention::{
+    MobileAttention, MobileAttentionConfig, MultiQueryAttention, MultiQueryAttentionConfig,
+};
 pub use pointwise::{PointwiseConv2d, PointwiseConv2dConfig};
+pub use residual::{LayerScale, LayerScaleConfig, drop_path};
 pub use separable::{DepthwiseSeparableConv, DepthwiseSeparableConvConfig};
 pub use squeeze_excite::{SqueezeExcitation, SqueezeExcitationConfig};
+pub use universal_inverted_bottleneck::{
+    UniversalInvertedBottleneck, UniversalInvertedBottleneckConfig,
+};
 
 use burn::module::Initializer;
 

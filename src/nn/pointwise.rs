@@ -101,6 +101,18 @@ impl<B: PointwiseBackend> PointwiseConv2d<B> {
 }
 
 impl<B: crate::kernels::DepthwiseBackend> PointwiseConv2d<B> {
+    /// [`Self::forward`] or [`Self::forward_channels_last`], as the map's layout says.
+    ///
+    /// # Shapes
+    /// - input: `[N, in_channels, H, W]` as a map in either layout
+    /// - output: `[N, out_channels, H, W]`, same layout
+    pub fn forward_map(&self, input: super::FeatureMap<B>) -> super::FeatureMap<B> {
+        match input.layout() {
+            crate::kernels::Layout::ChannelsFirst => input.map(|x| self.forward(x)),
+            crate::kernels::Layout::ChannelsLast => input.map(|x| self.forward_channels_last(x)),
+        }
+    }
+
     /// The same layer on channels-last maps: one matrix product over all `N·H·W`
     /// positions.
     ///

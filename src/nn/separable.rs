@@ -1,9 +1,10 @@
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use super::{Activation, ConvNormAct, ConvNormActConfig, LayerInfo, NormConfig, TorchKeys};
+use super::{
+    Activation, BodyBlock, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo, NormConfig,
+};
 use crate::kernels::DepthwiseBackend;
 
 /// Configuration of a [`DepthwiseSeparableConv`].
@@ -79,16 +80,29 @@ impl DepthwiseSeparableConvConfig {
     }
 }
 
-impl<B: Backend> DepthwiseSeparableConv<B> {
-    /// Its layers in order. torchvision has no MobileNetV1; the keys follow its V2 style:
-    /// `conv.0` (depthwise conv + BN), `conv.1` (pointwise conv + BN).
-    pub fn layers(&self) -> Vec<LayerInfo> {
+impl<B: Backend> BodyBlock<B> for DepthwiseSeparableConv<B> {
+    /// Its layers in order: `depthwise`, `pointwise`.
+    fn layers(&self) -> Vec<LayerInfo> {
         vec![
-            self.depthwise
-                .describe("depthwise", TorchKeys::conv_norm("conv.0")),
-            self.pointwise
-                .describe("pointwise", TorchKeys::conv_norm("conv.1")),
+            self.depthwise.describe("depthwise"),
+            self.pointwise.describe("pointwise"),
         ]
+    }
+
+    /// The block with its BatchNorms folded into the convolutions (see
+    /// [`ConvNormAct::fuse_for_inference`]).
+    fn fuse_for_inference(self) -> Self {
+        Self {
+            depthwise: self.depthwise.fuse_for_inference(),
+            pointwise: self.pointwise.fuse_for_inference(),
+        }
+    }
+
+    fn forward_block(&self, input: FeatureMap<B>) -> FeatureMap<B>
+    where
+        B: DepthwiseBackend,
+    {
+        self.forward(input)
     }
 }
 
@@ -96,20 +110,11 @@ impl<B: DepthwiseBackend> DepthwiseSeparableConv<B> {
     /// Depthwise, then pointwise.
     ///
     /// # Shapes
-    /// - input: `[N, in_channels, H, W]`
-    /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]`
-    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.pointwise.forward(self.depthwise.forward(input))
-    }
-
-    /// [`Self::forward`] on channels-last maps.
-    ///
-    /// # Shapes
-    /// - input: `[N, H, W, in_channels]`
-    /// - output: `[N, ceil(H / stride), ceil(W / stride), out_channels]`
-    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// - input: `[N, in_channels, H, W]`, a map in either layout (or an NCHW tensor)
+    /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]`, same layout
+    pub fn forward(&self, input: impl Into<FeatureMap<B>>) -> FeatureMap<B> {
         self.pointwise
-            .forward_channels_last(self.depthwise.forward_channels_last(input))
+            .forward_map(self.depthwise.forward_map(input.into()))
     }
 
     /// Checked [`Self::forward`]: a wrong channel count or an input smaller than the kernel
@@ -117,7 +122,10 @@ impl<B: DepthwiseBackend> DepthwiseSeparableConv<B> {
     ///
     /// # Shapes
     /// As [`Self::forward`].
-    pub fn try_forward(&self, input: Tensor<B, 4>) -> crate::Result<Tensor<B, 4>> {
-        Ok(self.pointwise.forward(self.depthwise.try_forward(input)?))
+    pub fn try_forward(&self, input: impl Into<FeatureMap<B>>) -> crate::Result<FeatureMap<B>> {
+        let input = input.into();
+        self.depthwise
+            .check_input("DepthwiseSeparableConv", input.dims())?;
+        Ok(self.forward(input))
     }
 }

@@ -1,10 +1,9 @@
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::Tensor;
 use burn::tensor::activation::{hard_sigmoid, relu};
 use burn::tensor::backend::Backend;
 
-use super::{LayerInfo, LayerKind, PointwiseConv2d, PointwiseConv2dConfig, TorchKeys};
+use super::{FeatureMap, LayerInfo, LayerKind, PointwiseConv2d, PointwiseConv2dConfig};
 
 /// Configuration of a [`SqueezeExcitation`].
 #[derive(Config, Debug)]
@@ -47,46 +46,26 @@ impl SqueezeExcitationConfig {
 }
 
 impl<B: Backend> SqueezeExcitation<B> {
-    /// This layer as its block lists it: module path `path`, torchvision prefix `torch`.
-    pub fn describe(&self, path: &str, torch: &str) -> LayerInfo {
+    /// This layer as its block lists it, at module path `path`.
+    pub fn describe(&self, path: &str) -> LayerInfo {
         LayerInfo {
             path: path.to_string(),
             kind: LayerKind::SqueezeExcitation {
                 channels: self.fc1.in_channels(),
                 squeeze_channels: self.fc1.out_channels(),
             },
-            torch: TorchKeys::At(torch.to_string()),
         }
     }
 
     /// Re-weights each channel of `input` by its gate.
     ///
     /// # Shapes
-    /// - input: `[N, channels, H, W]`
-    /// - output: `[N, channels, H, W]`
-    pub fn forward(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [n, c, h, w] = input.dims();
-        let pooled = input
-            .clone()
-            .reshape([n, c, h * w])
-            .mean_dim(2)
-            .reshape([n, c]);
-        let squeezed = relu(self.fc1.forward_vectors(pooled));
+    /// - input: `[N, channels, H, W]`, a map in either layout (or an NCHW tensor)
+    /// - output: `[N, channels, H, W]`, same layout
+    pub fn forward(&self, input: impl Into<FeatureMap<B>>) -> FeatureMap<B> {
+        let input = input.into();
+        let squeezed = relu(self.fc1.forward_vectors(input.spatial_mean()));
         let scale = hard_sigmoid(self.fc2.forward_vectors(squeezed), 1.0 / 6.0, 0.5);
-        input * scale.reshape([n, c, 1, 1])
-    }
-
-    /// [`Self::forward`] on channels-last maps.
-    ///
-    /// # Shapes
-    /// - input: `[N, H, W, channels]`
-    /// - output: `[N, H, W, channels]`
-    pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [n, _, _, c] = input.dims();
-        // Two means (over H, then W) instead of a reshape, which copies the map on ndarray.
-        let pooled = input.clone().mean_dim(1).mean_dim(2).reshape([n, c]);
-        let squeezed = relu(self.fc1.forward_vectors(pooled));
-        let scale = hard_sigmoid(self.fc2.forward_vectors(squeezed), 1.0 / 6.0, 0.5);
-        input * scale.reshape([n, 1, 1, c])
+        input.scale_channels(scale)
     }
 }

@@ -14,5 +14,6 @@ mod pointwise;
 mod reproducibility;
 #[cfg(feature = "ndarray")]
 mod resume;
+mod timm;
 mod torchvision;
 mod training;

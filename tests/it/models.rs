@@ -87,7 +87,17 @@ fn channels_last_and_channels_first_agree() {
             let (first, first_maps) = run(Layout::ChannelsFirst);
             let (last, last_maps) = run(Layout::ChannelsLast);
             let diff = max_relative_diff(&first, &last);
-            assert!(diff < 1e-4, "{arch} train={train}: logits differ by {diff}");
+            // V4's head BatchNorm normalises the pooled features of the batch in train mode:
+            // with two images a channel whose two values differ by about sqrt(eps) turns
+            // their rounding (the layouts sum in other orders) into ~1e-4 of the logits.
+            let bound = match train && model.head_conv.is_some() {
+                true => 1e-3,
+                false => 1e-4,
+            };
+            assert!(
+                diff < bound,
+                "{arch} train={train}: logits differ by {diff}"
+            );
             for (a, b) in first_maps.into_iter().zip(last_maps) {
                 assert_eq!(a.dims(), b.dims(), "{arch}: feature map shape");
                 let (va, vb) = (values(a.clone()), values(b));

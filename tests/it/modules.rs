@@ -45,7 +45,7 @@ fn article_block_builds_and_counts() {
         burn::tensor::TensorData::new(random_values(1, 75), [1, 3, 5, 5]),
         &device,
     );
-    let y = block.forward(x);
+    let y = block.forward(x).into_nchw();
     assert_eq!(y.dims(), [1, 9, 3, 3]);
     assert!(values(y).iter().all(|v| *v >= 0.0), "ReLU output");
 }
@@ -162,7 +162,10 @@ fn squeeze_excitation_has_pytorch_semantics() {
     let device = Default::default();
     let se = SqueezeExcitationConfig::new(4, 2).init::<B>(&device);
     let x_values = random_values(3, 4 * 3 * 3);
-    let y = values(se.forward(tensor::<B, 4>(&x_values, [1, 4, 3, 3], &device)));
+    let y = values(
+        se.forward(tensor::<B, 4>(&x_values, [1, 4, 3, 3], &device))
+            .into_nchw(),
+    );
     let (w1, b1) = (
         values(se.fc1.weight.val()),
         values(se.fc1.bias.as_ref().unwrap().val()),
@@ -238,7 +241,11 @@ fn inverted_residual_adds_its_input() {
     block.project.norm.gamma = burn::module::Param::from_tensor(zeros.clone());
     block.project.norm.beta = burn::module::Param::from_tensor(zeros);
     let x_values = random_values(5, 8 * 4 * 4);
-    let y = values(block.forward(tensor::<B, 4>(&x_values, [1, 8, 4, 4], &device)));
+    let y = values(
+        block
+            .forward(tensor::<B, 4>(&x_values, [1, 8, 4, 4], &device))
+            .into_nchw(),
+    );
     let expected: Vec<f64> = x_values.iter().map(|&v| v as f64).collect();
     assert_close("identity residual", &y, &expected, 1e-6);
 }

@@ -287,6 +287,11 @@ mod rows {
                     let $deriv = |_: f32| 1.0f32;
                     $body
                 }
+                Activation::Gelu => {
+                    let $act = |z: f32| Activation::Gelu.apply_scalar(z);
+                    let $deriv = |z: f32| Activation::Gelu.derivative_scalar(z);
+                    $body
+                }
             }
         };
     }

@@ -28,7 +28,7 @@ impl<B: DepthwiseBackend> Classifier<B> {
 
     /// `images [N, 3, H, W]` → logits `[N, num_classes]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.backbone.forward(self.stem.forward(images))
+        self.backbone.forward(self.stem.forward(images).into_nchw())
     }
 }
 

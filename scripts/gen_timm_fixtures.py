@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Generates the MobileNetV4 fixtures under tests/fixtures/ from timm's models.
+
+    python3 scripts/gen_timm_fixtures.py           # writes tests/fixtures/v4_*
+
+Needs torch, timm and safetensors (pip install torch timm safetensors); written against
+timm 1.0 (`timm.models.mobilenetv3._gen_mobilenet_v4`, which takes the width multiplier
+that `timm.create_model` does not pass on).
+
+Files:
+
+    v4_counts.json                 per variant at width 1.0 and 1000 classes: timm's
+                                   parameter count (sum of p.numel()) and multiply-adds at
+                                   224x224 counted with forward hooks: every Conv2d and
+                                   Linear, plus, in the hybrids' attention, the two matrix
+                                   products (scores q.k and the weighted sum of values)
+    v4_<variant>_w025.safetensors  the state dict of the variant at width 0.25, 10 classes,
+                                   random weights (below), stored as float16
+    v4_<variant>_w025.pth          the same through torch.save (conv_small, hybrid_medium)
+    v4_<variant>_w025_io.safetensors
+                                   input [2, 3, 64, 64] and eval_logits; for conv_small and
+                                   hybrid_medium also train_input [4, 3, 64, 64], target,
+                                   train_logits, loss (mean cross-entropy of the train-mode
+                                   logits) and grad.input, grad.<key> (its gradients)
+
+Weights are random: timm's initialisation, then random BatchNorm affine parameters
+(biases around +1, so that few activations sit at the ReLU kink where float32 rounding
+could flip them), running statistics calibrated on random images and then perturbed,
+random layer-scale factors around 1 (timm starts them at 1e-5, which would hide the
+branches), random linear biases; every tensor is then rounded to a float16 value and the
+expected outputs computed in float64 from exactly those values.
+"""
+
+import copy
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from timm.models.mobilenetv3 import _gen_mobilenet_v4
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+
+# Our name, timm's name, seed.
+VARIANTS = [
+    ("v4-conv-small", "mobilenetv4_conv_small", 11),
+    ("v4-conv-medium", "mobilenetv4_conv_medium", 12),
+    ("v4-conv-large", "mobilenetv4_conv_large", 13),
+    ("v4-hybrid-medium", "mobilenetv4_hybrid_medium", 14),
+    ("v4-hybrid-large", "mobilenetv4_hybrid_large", 15),
+]
+WIDTH = 0.25
+NUM_CLASSES = 10
+SIZE = 64
+# Variants with a .pth copy and gradient fixtures: one without attention, one with.
+WITH_GRADIENTS = {"v4-conv-small", "v4-hybrid-medium"}
+# Parameters whose gradients are recorded: one per block kind and part the variant has
+# (the stem, conv, fused, universal (start / expand / middle / project), attention (norm,
+# projections, key/value downsampling, layer scale), head conv and classifier).
+GRADIENT_KEYS = {
+    "v4-conv-small": [
+        "conv_stem.weight",
+        "bn1.weight",
+        "blocks.0.0.conv.weight",
+        "blocks.1.1.bn1.bias",
+        "blocks.2.0.dw_start.conv.weight",
+        "blocks.2.0.pw_exp.conv.weight",
+        "blocks.2.0.dw_mid.conv.weight",
+        "blocks.2.1.pw_proj.conv.weight",
+        "blocks.2.5.dw_start.bn.weight",
+        "blocks.3.4.dw_mid.bn.bias",
+        "blocks.4.0.bn1.weight",
+        "norm_head.weight",
+        "classifier.weight",
+        "classifier.bias",
+    ],
+    "v4-hybrid-medium": [
+        "conv_stem.weight",
+        "blocks.0.0.conv_exp.weight",
+        "blocks.0.0.bn2.bias",
+        "blocks.1.0.dw_start.conv.weight",
+        "blocks.1.1.layer_scale.gamma",
+        "blocks.2.1.pw_exp.conv.weight",
+        "blocks.2.4.norm.weight",
+        "blocks.2.4.attn.query.proj.weight",
+        "blocks.2.4.attn.key.down_conv.weight",
+        "blocks.2.4.attn.value.norm.bias",
+        "blocks.2.4.attn.value.proj.weight",
+        "blocks.2.4.attn.output.proj.weight",
+        "blocks.2.4.layer_scale.gamma",
+        "blocks.3.8.attn.key.proj.weight",
+        "blocks.3.15.dw_start.conv.weight",
+        "norm_head.bias",
+        "classifier.weight",
+    ],
+}
+
+
+def build(timm_name, width, num_classes):
+    model = _gen_mobilenet_v4(timm_name, width, num_classes=num_classes)
+    model.eval()
+    return model
+
+
+def randomise(model, generator):
+    batch_norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for bn in batch_norms:
+            n = bn.num_features
+            bn.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+            bn.bias.copy_(torch.randn(n, generator=generator) * 0.2 + 1.0)
+        for name, parameter in model.named_parameters():
+            if name.endswith("layer_scale.gamma"):
+                parameter.copy_(torch.rand(parameter.shape, generator=generator) * 0.5 + 0.75)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.bias is not None:
+                module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
+        for bn in batch_norms:
+            bn.reset_running_stats()
+            bn.momentum = None
+        model.train()
+        model(torch.randn(16, 3, SIZE, SIZE, generator=generator))
+        for bn in batch_norms:
+            n = bn.num_features
+            spread = bn.running_var.sqrt()
+            bn.running_mean.add_(torch.randn(n, generator=generator) * 0.2 * spread)
+            bn.running_var.mul_(torch.rand(n, generator=generator) * 0.6 + 0.7)
+            bn.momentum = 0.1
+            bn.num_batches_tracked.zero_()
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    model.eval()
+
+
+def count(timm_name):
+    """timm's parameters and hooked multiply-adds at 224x224, width 1.0, 1000 classes."""
+    model = build(timm_name, 1.0, 1000)
+    params = sum(p.numel() for p in model.parameters())
+    macs = [0]
+
+    def conv_hook(module, inputs, output):
+        per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        macs[0] += output[0].numel() * per_output
+
+    def linear_hook(module, inputs, output):
+        macs[0] += module.in_features * module.out_features
+
+    key_positions = {}
+
+    def key_hook(attention):
+        def hook(module, inputs, output):
+            key_positions[attention] = output.shape[2] * output.shape[3]
+        return hook
+
+    def attention_hook(module, inputs, output):
+        queries = inputs[0].shape[2] * inputs[0].shape[3]
+        macs[0] += queries * module.num_heads * key_positions[module] * (module.key_dim + module.value_dim)
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(conv_hook)
+        elif isinstance(module, torch.nn.Linear):
+            module.register_forward_hook(linear_hook)
+        elif type(module).__name__ == "MultiQueryAttention2d":
+            module.key.register_forward_hook(key_hook(module))
+            module.register_forward_hook(attention_hook)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    return {"params": params, "macs": macs[0]}
+
+
+def train_gradients(model, x, target, dtype, channels_last=False, noise=0.0, seed=0):
+    """Input and parameter gradients of the mean cross-entropy of train-mode logits."""
+    model = copy.deepcopy(model).to(dtype).train()
+    if noise:
+        g = torch.Generator().manual_seed(seed)
+        x = x * (1 + noise * torch.randn(x.shape, generator=g, dtype=x.dtype))
+    x = x.to(dtype).detach()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    F.cross_entropy(model(x), target).backward()
+    grads = {k: p.grad.double() for k, p in model.named_parameters()}
+    grads["input"] = x.grad.double()
+    return grads
+
+
+def worst_gradient_error(model, x, target, expected):
+    """How far float32 gradients can land from the float64 ones (relative to each
+    tensor's largest value): PyTorch in both memory formats, and float64 with 1e-6
+    relative noise on the input. A draw with a pre-activation within rounding distance
+    of a ReLU kink moves a gradient by far more than rounding; such draws are refused."""
+    worst = 0.0
+    for result in [
+        train_gradients(model, x, target, torch.float32),
+        train_gradients(model, x, target, torch.float32, channels_last=True),
+        train_gradients(model, x, target, torch.float64, noise=1e-6, seed=1),
+        train_gradients(model, x, target, torch.float64, noise=1e-6, seed=2),
+    ]:
+        for key, value in expected.items():
+            scale = value.abs().max().clamp_min(1e-12)
+            if scale < 1e-8:
+                continue  # a gradient that is zero in exact arithmetic (e.g. a key bias)
+            worst = max(worst, ((result[key] - value).abs().max() / scale).item())
+    return worst
+
+
+def generate(name, timm_name, seed):
+    # timm's initialisation draws from the global generator.
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = build(timm_name, WIDTH, NUM_CLASSES)
+    randomise(model, generator)
+    stem = name.replace("-", "_")
+    base = os.path.join(FIXTURES, f"{stem}_w025")
+    weights = {
+        k: (v.half() if v.is_floating_point() else v).contiguous()
+        for k, v in model.state_dict().items()
+    }
+    metadata = {"variant": name, "timm": timm_name, "width_mult": str(WIDTH)}
+    save_file(weights, base + ".safetensors", metadata=metadata)
+    if name in WITH_GRADIENTS:
+        torch.save(weights, base + ".pth")
+
+    model_copy = copy.deepcopy(model)
+    double = model.double()
+    x = torch.randn(2, 3, SIZE, SIZE, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        io = {"input": x, "eval_logits": double(x)}
+    if name in WITH_GRADIENTS:
+        train_x = torch.randn(4, 3, SIZE, SIZE, generator=generator, dtype=torch.float64)
+        target = torch.randint(0, NUM_CLASSES, (4,), generator=generator)
+        double.train()
+        train_x.requires_grad_(True)
+        logits = double(train_x)
+        loss = F.cross_entropy(logits, target)
+        loss.backward()
+        parameters = dict(double.named_parameters())
+        expected = {k: parameters[k].grad for k in GRADIENT_KEYS[name]}
+        expected["input"] = train_x.grad
+        worst = worst_gradient_error(model_copy, train_x.detach(), target, expected)
+        if worst > 1e-4:
+            raise SystemExit(f"{name}: seed {seed} is unstable ({worst:.1e}); pick another")
+        io.update({
+            "train_input": train_x.detach(),
+            "target": target,
+            "train_logits": logits.detach(),
+            "loss": loss.detach().reshape(1),
+            "grad.input": train_x.grad,
+        })
+        for key in GRADIENT_KEYS[name]:
+            io["grad." + key] = parameters[key].grad
+    io = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in io.items()}
+    save_file(io, base + "_io.safetensors", metadata=metadata)
+    print(f"{name}: {len(weights)} tensors, eval logits {io['eval_logits'][0, :3].tolist()}")
+
+
+def main():
+    counts = {name: count(timm_name) for name, timm_name, _ in VARIANTS}
+    with open(os.path.join(FIXTURES, "v4_counts.json"), "w") as f:
+        json.dump(counts, f, indent=2)
+        f.write("\n")
+    print(json.dumps(counts))
+    for name, timm_name, seed in VARIANTS:
+        generate(name, timm_name, seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+//! MobileNetV4 against timm: the committed fixtures (made by `scripts/gen_timm_fixtures.py`
+//! with timm) hold random timm weights at width 0.25, inputs, eval logits, and for
+//! conv-small and hybrid-medium the train-mode logits, loss and gradients of a
+//! cross-entropy step; `v4_counts.json` holds timm's parameter and multiply-add counts.
+
+use std::path::PathBuf;
+
+use burn::backend::{Autodiff, NdArray};
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use dwconv::Error;
+use dwconv::cost::mobilenet_cost;
+use dwconv::kernels::{DepthwiseBackend, Layout};
+use dwconv::models::{Architecture, MobileNet, MobileNetConfig, StateDict};
+use dwconv::nn::CrossEntropyLossConfig;
+
+use crate::common::{max_relative_diff, test_on_every_backend};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The V4 variants, with their fixture names, the two with gradient fixtures first.
+const VARIANTS: [(Architecture, &str); 5] = [
+    (Architecture::V4ConvSmall, "v4_conv_small_w025"),
+    (Architecture::V4HybridMedium, "v4_hybrid_medium_w025"),
+    (Architecture::V4ConvMedium, "v4_conv_medium_w025"),
+    (Architecture::V4ConvLarge, "v4_conv_large_w025"),
+    (Architecture::V4HybridLarge, "v4_hybrid_large_w025"),
+];
+
+/// The fixtures' configuration: width 0.25, 10 classes, no dropout (timm's default).
+fn config(architecture: Architecture) -> MobileNetConfig {
+    MobileNetConfig::new(architecture, 10)
+        .with_width_mult(0.25)
+        .with_dropout(0.0)
+}
+
+fn read(name: &str) -> StateDict {
+    StateDict::read(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn tensor_of<B: Backend, const D: usize>(
+    io: &StateDict,
+    key: &str,
+    device: &B::Device,
+) -> Tensor<B, D> {
+    Tensor::from_data(io.tensors[key].clone(), device)
+}
+
+fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
+}
+
+fn assert_relative(what: &str, got: &[f32], expected: &[f32], tol: f64) {
+    assert_eq!(got.len(), expected.len(), "{what}: length");
+    let diff = max_relative_diff(got, expected);
+    assert!(
+        diff <= tol,
+        "{what}: max relative difference {diff:.3e} > {tol:e}\n got      {:?}\n expected {:?}",
+        &got[..got.len().min(6)],
+        &expected[..expected.len().min(6)]
+    );
+}
+
+#[test]
+fn parameter_and_multiply_add_counts_match_timm() {
+    let counts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("v4_counts.json")).unwrap()).unwrap();
+    let device = Default::default();
+    for (architecture, _) in VARIANTS {
+        let expected = &counts[architecture.name()];
+        let model = MobileNetConfig::new(architecture, 1000).init::<NdArray>(&device);
+        let report = mobilenet_cost(&model, [224, 224]);
+        assert_eq!(
+            report.params as u64,
+            expected["params"].as_u64().unwrap(),
+            "{architecture} parameters"
+        );
+        let macs = expected["macs"].as_u64().unwrap() as f64;
+        let off = (report.macs as f64 - macs).abs() / macs;
+        assert!(
+            off <= 0.01,
+            "{architecture}: {} multiply-adds, timm's hooks {macs} ({:.2}% off)",
+            report.macs,
+            off * 100.0
+        );
+    }
+}
+
+/// Eval logits of all five variants from the safetensors files, within 1e-4 of timm's
+/// float64 values: both layouts for the first two, the backend's preferred one for the
+/// others.
+fn v4_logits_match_timm<B: DepthwiseBackend>(backend: &str) {
+    let device: B::Device = Default::default();
+    for (index, (architecture, name)) in VARIANTS.into_iter().enumerate() {
+        let weights = read(&format!("{name}.safetensors"));
+        let io = read(&format!("{name}_io.safetensors"));
+        let layouts = match index < 2 {
+            true => vec![Layout::ChannelsFirst, Layout::ChannelsLast],
+            false => vec![B::preferred_layout()],
+        };
+        let model = config(architecture)
+            .init::<B>(&device)
+            .load_torchvision(&weights)
+            .unwrap();
+        for layout in layouts {
+            let model = model.clone().with_layout(Some(layout));
+            let logits = values(model.forward(tensor_of::<B, 4>(&io, "input", &device)));
+            assert_relative(
+                &format!("{backend} {layout:?} {architecture} eval logits"),
+                &logits,
+                &io.values("eval_logits").unwrap(),
+                1e-4,
+            );
+        }
+    }
+}
+
+/// Replaces every parameter of an inner-backend model by its gradient.
+struct GradientsAsValues<'a> {
+    grads: &'a GradientsParams,
+}
+
+impl<B: Backend> ModuleMapper<B> for GradientsAsValues<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let id = param.id;
+        let value = param.val();
+        let grad = self
+            .grads
+            .get::<B, D>(id)
+            .unwrap_or_else(|| value.zeros_like());
+        Param::initialized(id, grad)
+    }
+}
+
+/// Train-mode logits, the loss, the input gradient and a gradient per block kind and part
+/// (see `GRADIENT_KEYS` in the script) of conv-small and hybrid-medium, within 1e-3 of
+/// timm's float64 values.
+fn v4_gradients_match_timm<B: DepthwiseBackend>(backend: &str) {
+    for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+        gradients_match_timm::<B>(&format!("{backend} {layout:?}"), layout);
+    }
+}
+
+fn gradients_match_timm<B: DepthwiseBackend>(backend: &str, layout: Layout) {
+    let device: B::Device = Default::default();
+    for (architecture, name) in &VARIANTS[..2] {
+        let weights = read(&format!("{name}.safetensors"));
+        let io = read(&format!("{name}_io.safetensors"));
+        let model = config(*architecture)
+            .init::<Autodiff<B>>(&device)
+            .load_torchvision(&weights)
+            .unwrap()
+            .with_layout(Some(layout));
+        let input = tensor_of::<Autodiff<B>, 4>(&io, "train_input", &device).require_grad();
+        let logits = model.forward(input.clone());
+        let what = format!("{backend} {architecture}");
+        assert_relative(
+            &format!("{what} train logits"),
+            &values(logits.clone()),
+            &io.values("train_logits").unwrap(),
+            1e-4,
+        );
+        let target: Vec<i64> = io.tensors["target"].clone().into_vec::<i64>().unwrap();
+        let batch = target.len();
+        let target =
+            Tensor::<Autodiff<B>, 1, Int>::from_data(TensorData::new(target, [batch]), &device);
+        let loss = CrossEntropyLossConfig::new().init().forward(logits, target);
+        assert_relative(
+            &format!("{what} loss"),
+            &values(loss.clone()),
+            &io.values("loss").unwrap(),
+            1e-4,
+        );
+        let mut grads = loss.backward();
+        let input_grad = input.grad_remove(&mut grads).expect("the input's gradient");
+        assert_relative(
+            &format!("{what} input gradient"),
+            &values(input_grad),
+            &io.values("grad.input").unwrap(),
+            1e-3,
+        );
+        let grads = GradientsParams::from_grads(grads, &model);
+        let grad_model: MobileNet<B> = model.valid().map(&mut GradientsAsValues { grads: &grads });
+        let grad_state = grad_model.to_torchvision();
+        let mut checked = 0;
+        for key in io.tensors.keys() {
+            let Some(param) = key.strip_prefix("grad.").filter(|k| *k != "input") else {
+                continue;
+            };
+            let got = grad_state.values(param).expect("a parameter of the model");
+            assert_relative(
+                &format!("{what} gradient of {param}"),
+                &got,
+                &io.values(key).unwrap(),
+                1e-3,
+            );
+            checked += 1;
+        }
+        assert!(checked >= 10, "{what}: only {checked} gradients");
+    }
+}
+
+test_on_every_backend!(v4_logits_match_timm, v4_gradients_match_timm);
+
+#[test]
+fn pth_files_load_to_the_same_logits() {
+    let device = Default::default();
+    for (architecture, name) in &VARIANTS[..2] {
+        let pth = read(&format!("{name}.pth"));
+        let safetensors = read(&format!("{name}.safetensors"));
+        assert_eq!(
+            pth.tensors.keys().collect::<Vec<_>>(),
+            safetensors.tensors.keys().collect::<Vec<_>>()
+        );
+        let model = config(*architecture)
+            .init_from_torchvision::<NdArray>(&fixture(&format!("{name}.pth")), &device)
+            .unwrap();
+        let io = read(&format!("{name}_io.safetensors"));
+        let logits = values(model.forward(tensor_of::<NdArray, 4>(&io, "input", &device)));
+        assert_relative(
+            &format!("{architecture} from .pth"),
+            &logits,
+            &io.values("eval_logits").unwrap(),
+            1e-4,
+        );
+    }
+}
+
+/// Import, export, import again: the same bits, under timm's keys, for every variant.
+#[test]
+fn export_then_reimport_is_bit_identical() {
+    let device = Default::default();
+    for (architecture, name) in VARIANTS {
+        let weights = read(&format!("{name}.safetensors"));
+        let model = config(architecture)
+            .init::<NdArray>(&device)
+            .load_torchvision(&weights)
+            .unwrap();
+        let exported = model.to_torchvision();
+        assert_eq!(
+            exported.tensors.keys().collect::<Vec<_>>(),
+            weights.tensors.keys().collect::<Vec<_>>(),
+            "{architecture}: key sets"
+        );
+        for key in weights
+            .tensors
+            .keys()
+            .filter(|k| !k.ends_with("num_batches_tracked"))
+        {
+            assert_eq!(
+                exported.values(key),
+                weights.values(key),
+                "{architecture} {key}"
+            );
+        }
+        let bytes = exported.to_safetensors().unwrap();
+        let reread = StateDict::from_safetensors(&bytes).unwrap();
+        let again = config(architecture)
+            .init::<NdArray>(&device)
+            .load_torchvision(&reread)
+            .unwrap()
+            .to_torchvision();
+        for (key, data) in &exported.tensors {
+            assert_eq!(
+                again.tensors[key], *data,
+                "{architecture} {key} after a round trip"
+            );
+        }
+    }
+}
+
+/// A state dict that does not fit names every missing, unexpected and mis-shaped key.
+#[test]
+fn mismatched_timm_weights_are_reported_key_by_key() {
+    let mut weights = read("v4_hybrid_medium_w025.safetensors");
+    weights.tensors.remove("blocks.2.4.attn.query.proj.weight");
+    let extra = weights.tensors["conv_stem.weight"].clone();
+    weights
+        .tensors
+        .insert("blocks.9.0.extra.weight".into(), extra);
+    let wrong = TensorData::new(vec![0.0f32; 3], [3]);
+    weights
+        .tensors
+        .insert("blocks.1.1.layer_scale.gamma".into(), wrong);
+    let err = config(Architecture::V4HybridMedium)
+        .init::<NdArray>(&Default::default())
+        .load_torchvision(&weights)
+        .unwrap_err();
+    let Error::StateDict(mismatch) = &err else {
+        panic!("expected a state dict mismatch, got {err}");
+    };
+    assert_eq!(mismatch.missing.len(), 1, "{err}");
+    assert_eq!(mismatch.unexpected.len(), 1, "{err}");
+    assert_eq!(mismatch.wrong_shape.len(), 1, "{err}");
+    let text = err.to_string();
+    for needle in [
+        "blocks.2.4.attn.query.proj.weight",
+        "blocks.9.0.extra.weight",
+        "blocks.1.1.layer_scale.gamma",
+        "timm MobileNet",
+    ] {
+        assert!(text.contains(needle), "{needle} not in: {text}");
+    }
+}
