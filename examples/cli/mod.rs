@@ -73,6 +73,10 @@ pub struct TrainArgs {
     /// Dropout before the classifier, in [0, 1).
     #[arg(long, default_value_t = 0.2, value_parser = unit_interval, allow_negative_numbers = true)]
     pub dropout: f64,
+    /// Stochastic depth: drop path rate of the last residual block, rising linearly from 0
+    /// at the first, in [0, 1) (timm trains MobileNetV4 with 0.0–0.35).
+    #[arg(long, default_value_t = 0.0, value_parser = unit_interval, allow_negative_numbers = true)]
+    pub drop_path: f64,
     /// BatchNorm momentum (the architectures' own: 0.1 for V2, 0.01 for V1/V3; short runs
     /// want 0.1 so that validation's running statistics settle).
     #[arg(long, default_value_t = 0.1, value_parser = unit_interval_open, allow_negative_numbers = true)]
@@ -149,6 +153,7 @@ pub fn config_from_args(args: &TrainArgs) -> Result<TrainingConfig, String> {
     let model = MobileNetConfig::new(architecture, num_classes)
         .with_width_mult(args.width_mult)
         .with_dropout(args.dropout)
+        .with_drop_path_rate(args.drop_path)
         .with_norm_momentum(Some(args.bn_momentum));
     Ok(TrainingConfig::new(model)
         .with_data(data)

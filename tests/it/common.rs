@@ -127,6 +127,26 @@ pub fn this_test_alone(name: &str) -> Command {
     command
 }
 
+/// Runs `body` in a process of its own: this test binary again with only the test `name`
+/// selected (Burn's CPU random generators are process-wide, and another test drawing from
+/// one mid-run would change this run's dropout or drop path masks). In that child process
+/// `body` runs; the parent checks that it ran exactly this test and passed.
+pub fn in_a_process_of_its_own(name: &str, body: impl FnOnce()) {
+    const CHILD: &str = "DWCONV_TEST_ALONE";
+    if std::env::var_os(CHILD).is_some() {
+        return body();
+    }
+    let out = this_test_alone(name).env(CHILD, "1").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the test in its own process failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The child ran exactly this test (a wrong filter would pass with 0 tests).
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+}
+
 /// Non-fusion wgpu (`burn::backend::Wgpu` is this only while Burn's `fusion` is off).
 #[cfg(feature = "wgpu")]
 pub type WgpuDirect =

@@ -11,7 +11,7 @@ use burn::backend::{Autodiff, NdArray};
 use dwconv::models::MobileNetConfig;
 use dwconv::train::{RunOptions, TrainingConfig, files, load_model, run};
 
-use crate::common::this_test_alone;
+use crate::common::in_a_process_of_its_own;
 
 fn config() -> TrainingConfig {
     TrainingConfig::new(
@@ -43,24 +43,12 @@ fn learning_metrics(report: &dwconv::train::TrainReport) -> Vec<[f64; 5]> {
         .collect()
 }
 
-/// Set in the child process that runs the test's body.
-const CHILD: &str = "DWCONV_RESUME_TEST_CHILD";
-
 #[test]
 fn resumed_run_equals_uninterrupted_run() {
-    if std::env::var_os(CHILD).is_some() {
-        return resumed_run_equals_uninterrupted_run_here();
-    }
-    let name = "resume::resumed_run_equals_uninterrupted_run";
-    let out = this_test_alone(name).env(CHILD, "1").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the test in its own process failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    in_a_process_of_its_own(
+        "resume::resumed_run_equals_uninterrupted_run",
+        resumed_run_equals_uninterrupted_run_here,
     );
-    // The child ran exactly this test (a wrong filter would pass with 0 tests).
-    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
 }
 
 fn resumed_run_equals_uninterrupted_run_here() {

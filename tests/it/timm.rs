@@ -15,8 +15,11 @@ use dwconv::cost::mobilenet_cost;
 use dwconv::kernels::{DepthwiseBackend, Layout};
 use dwconv::models::{Architecture, MobileNet, MobileNetConfig, StateDict};
 use dwconv::nn::CrossEntropyLossConfig;
+use dwconv::train::{RunOptions, TrainingConfig, files, run};
 
-use crate::common::{max_relative_diff, test_on_every_backend};
+use crate::common::{
+    in_a_process_of_its_own, max_relative_diff, scratch_dir, test_on_every_backend,
+};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -307,4 +310,78 @@ fn mismatched_timm_weights_are_reported_key_by_key() {
     ] {
         assert!(text.contains(needle), "{needle} not in: {text}");
     }
+}
+
+/// A short synthetic run of the two V4 block mixes, with stochastic depth.
+fn v4_training_config(architecture: Architecture, drop_path: f64) -> TrainingConfig {
+    TrainingConfig::new(
+        MobileNetConfig::new(architecture, 3)
+            .with_width_mult(0.25)
+            .with_drop_path_rate(drop_path)
+            .with_norm_momentum(Some(0.1)),
+    )
+    .with_image_size(32)
+    .with_train_size(96)
+    .with_valid_size(16)
+    .with_epochs(4)
+    .with_batch_size(16)
+    .with_warmup_epochs(0)
+}
+
+/// Four epochs of six steps of v4-conv-small and v4-hybrid-medium (drop path 0.2) lower
+/// the training loss on each backend.
+fn v4_short_training_lowers_the_loss<B: DepthwiseBackend>(backend: &str) {
+    for architecture in [Architecture::V4ConvSmall, Architecture::V4HybridMedium] {
+        let dir = scratch_dir(&format!("v4-run-{backend}-{architecture}"));
+        let config = v4_training_config(architecture, 0.2);
+        let report = run::<Autodiff<B>>(
+            &config,
+            &RunOptions::new(&dir, backend),
+            &Default::default(),
+        )
+        .unwrap();
+        let losses: Vec<f64> = report.history.iter().map(|m| m.train_loss).collect();
+        assert!(
+            losses.iter().all(|l| l.is_finite()) && losses[losses.len() - 1] < losses[0],
+            "{backend} {architecture}: training losses {losses:?}"
+        );
+    }
+}
+
+test_on_every_backend!(v4_short_training_lowers_the_loss);
+
+/// Same seed, same bits, drop path included: two runs of the same configuration give the
+/// same losses to the bit and the same final weights; another drop path rate does not.
+#[test]
+fn v4_runs_with_drop_path_repeat_to_the_bit() {
+    in_a_process_of_its_own(
+        "timm::v4_runs_with_drop_path_repeat_to_the_bit",
+        v4_runs_with_drop_path_repeat_to_the_bit_here,
+    );
+}
+
+fn v4_runs_with_drop_path_repeat_to_the_bit_here() {
+    let run_once = |drop_path: f64, name: &str| {
+        let dir = scratch_dir(name);
+        let config = v4_training_config(Architecture::V4HybridMedium, drop_path).with_epochs(2);
+        let report = run::<Autodiff<NdArray>>(
+            &config,
+            &RunOptions::new(&dir, "ndarray"),
+            &Default::default(),
+        )
+        .unwrap();
+        let losses: Vec<u64> = report
+            .history
+            .iter()
+            .map(|m| m.train_loss.to_bits())
+            .collect();
+        let weights = std::fs::read(dir.join(files::CHECKPOINT)).unwrap();
+        (losses, weights)
+    };
+    let first = run_once(0.3, "v4-bits-a");
+    let second = run_once(0.3, "v4-bits-b");
+    assert_eq!(first.0, second.0, "training losses");
+    assert!(first.1 == second.1, "final weights differ");
+    let without = run_once(0.0, "v4-bits-c");
+    assert_ne!(first.0, without.0, "drop path changed nothing");
 }
