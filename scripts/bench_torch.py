@@ -103,11 +103,21 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def build(arch):
+    """torchvision's model `arch`, or timm's for MobileNetV4 (`mobilenetv4_conv_small`, ...;
+    timm is imported only then), with their default drop rates (timm's 0, torchvision's 0.2
+    on the pooled features: negligible next to the network)."""
+    if arch.startswith("mobilenetv4"):
+        import timm
+        return timm.create_model(arch, num_classes=E2E_CLASSES)
+    return getattr(torchvision.models, arch)(num_classes=E2E_CLASSES)
+
+
 def bench_end_to_end(repeats, arch, size, batch):
     rows = []
     for name, fmt in FORMATS:
         torch.manual_seed(0)
-        model = getattr(torchvision.models, arch)(num_classes=E2E_CLASSES)
+        model = build(arch)
         model = model.to(DEVICE).to(memory_format=fmt)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         images = torch.randn(batch, 3, size, size, device=DEVICE).contiguous(memory_format=fmt)
@@ -151,8 +161,8 @@ def main():
     parser.add_argument("--e2e-batch", default="64",
                         help="comma-separated batch sizes, one end-to-end case each")
     parser.add_argument("--e2e-model", default="mobilenet_v2",
-                        help="comma-separated torchvision models: mobilenet_v2, "
-                             "mobilenet_v3_small, mobilenet_v3_large")
+                        help="comma-separated torchvision or timm models: mobilenet_v2, "
+                             "mobilenet_v3_small, mobilenet_v3_large, mobilenetv4_conv_small, ...")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--skip-layers", action="store_true")
     parser.add_argument("--skip-end-to-end", action="store_true")

@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from timm.models.mobilenetv3 import _gen_mobilenet_v4
 
+import gen_fixtures
+
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 
 # Our name, timm's name, seed.
@@ -52,7 +54,7 @@ VARIANTS = [
 ]
 WIDTH = 0.25
 NUM_CLASSES = 10
-SIZE = 64
+SIZE = gen_fixtures.SIZE
 # Variants with a .pth copy and gradient fixtures: one without attention, one with.
 WITH_GRADIENTS = {"v4-conv-small", "v4-hybrid-medium"}
 # Parameters whose gradients are recorded: one per block kind and part the variant has
@@ -104,33 +106,14 @@ def build(timm_name, width, num_classes):
 
 
 def randomise(model, generator):
-    batch_norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    """Random layer-scale factors around 1, then the torchvision fixtures' randomisation
+    (`gen_fixtures.randomise`: BatchNorm affine and running statistics, linear biases,
+    every tensor rounded to a float16 value)."""
     with torch.no_grad():
-        for bn in batch_norms:
-            n = bn.num_features
-            bn.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-            bn.bias.copy_(torch.randn(n, generator=generator) * 0.2 + 1.0)
         for name, parameter in model.named_parameters():
             if name.endswith("layer_scale.gamma"):
                 parameter.copy_(torch.rand(parameter.shape, generator=generator) * 0.5 + 0.75)
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear) and module.bias is not None:
-                module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
-        for bn in batch_norms:
-            bn.reset_running_stats()
-            bn.momentum = None
-        model.train()
-        model(torch.randn(16, 3, SIZE, SIZE, generator=generator))
-        for bn in batch_norms:
-            n = bn.num_features
-            spread = bn.running_var.sqrt()
-            bn.running_mean.add_(torch.randn(n, generator=generator) * 0.2 * spread)
-            bn.running_var.mul_(torch.rand(n, generator=generator) * 0.6 + 0.7)
-            bn.momentum = 0.1
-            bn.num_batches_tracked.zero_()
-        for tensor in list(model.parameters()) + list(model.buffers()):
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.half().float())
+    gen_fixtures.randomise(model, generator)
     model.eval()
 
 

@@ -59,7 +59,12 @@ impl Activation {
             Activation::Relu6 => x.clamp(0.0, 6.0),
             Activation::HardSwish => x.clone() * hard_sigmoid(x, 1.0 / 6.0, 0.5),
             Activation::Identity => x,
-            Activation::Gelu => burn::tensor::activation::gelu(x),
+            // The exact form through `erf`: Burn's `gelu` is the tanh approximation on some
+            // backends (Candle's), 2.5e-3 off timm's MobileNetV4-Hybrid-Large logits.
+            Activation::Gelu => {
+                let cdf = (x.clone() * f64::from(FRAC_1_SQRT_2)).erf() * 0.5 + 0.5;
+                x * cdf
+            }
         }
     }
 

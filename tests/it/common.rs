@@ -59,6 +59,48 @@ pub fn assert_close<A: Copy + Into<f64> + std::fmt::Display>(
     }
 }
 
+/// A file under `tests/fixtures/`.
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Asserts `max_relative_diff(got, expected) <= tol`, showing the first values.
+pub fn assert_relative(what: &str, got: &[f32], expected: &[f32], tol: f64) {
+    assert_eq!(got.len(), expected.len(), "{what}: length");
+    let diff = max_relative_diff(got, expected);
+    eprintln!("{what}: max relative difference {diff:.2e}");
+    assert!(
+        diff <= tol,
+        "{what}: max relative difference {diff:.3e} > {tol:e}\n got      {:?}\n expected {:?}",
+        &got[..got.len().min(6)],
+        &expected[..expected.len().min(6)]
+    );
+}
+
+/// Replaces every parameter of an inner-backend model by its gradient (zeros where it has
+/// none), so that a model's export names its gradients.
+pub struct GradientsAsValues<'a> {
+    /// The gradients of an autodiff step.
+    pub grads: &'a burn::optim::GradientsParams,
+}
+
+impl<B: Backend> burn::module::ModuleMapper<B> for GradientsAsValues<'_> {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<B, D>>,
+    ) -> burn::module::Param<Tensor<B, D>> {
+        let id = param.id;
+        let value = param.val();
+        let grad = self
+            .grads
+            .get::<B, D>(id)
+            .unwrap_or_else(|| value.zeros_like());
+        burn::module::Param::initialized(id, grad)
+    }
+}
+
 /// Largest relative difference between two equally long vectors, scaled by the largest
 /// magnitude in `b`.
 pub fn max_relative_diff(a: &[f32], b: &[f32]) -> f64 {

@@ -2,10 +2,8 @@
 //! PyTorch) hold random torchvision weights, an input batch, eval- and train-mode logits
 //! and, for V2, the gradients of a cross-entropy step.
 
-use std::path::PathBuf;
-
 use burn::backend::{Autodiff, NdArray};
-use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
+use burn::module::{AutodiffModule, Module};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -14,13 +12,10 @@ use dwconv::kernels::{DepthwiseBackend, Layout};
 use dwconv::models::{Architecture, MobileNet, MobileNetConfig, StateDict};
 use dwconv::nn::CrossEntropyLossConfig;
 
-use crate::common::{max_relative_diff, random_values, scratch_dir, test_on_every_backend};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+use crate::common::{
+    GradientsAsValues, assert_relative, fixture, max_relative_diff, random_values, scratch_dir,
+    test_on_every_backend, values,
+};
 
 struct Case {
     name: &'static str,
@@ -61,22 +56,6 @@ fn input<B: Backend>(io: &StateDict, device: &B::Device) -> Tensor<B, 4> {
     Tensor::from_data(data, device)
 }
 
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
-}
-
-fn assert_relative(what: &str, got: &[f32], expected: &[f32], tol: f64) {
-    assert_eq!(got.len(), expected.len(), "{what}: length");
-    let diff = max_relative_diff(got, expected);
-    eprintln!("{what}: max relative difference {diff:.2e}");
-    assert!(
-        diff <= tol,
-        "{what}: max relative difference {diff:.3e} > {tol:e}\n got      {:?}\n expected {:?}",
-        &got[..got.len().min(6)],
-        &expected[..expected.len().min(6)]
-    );
-}
-
 /// Eval-mode logits (running statistics) on `B`, train-mode logits (batch statistics)
 /// on `Autodiff<B>`.
 fn fixture_logits_match_pytorch<B: DepthwiseBackend>(backend: &str) {
@@ -115,23 +94,6 @@ fn logits_match_pytorch<B: DepthwiseBackend>(backend: &str, layout: Layout) {
             max_relative_diff(&train, &eval) > 1e-2,
             "{what}: same as eval"
         );
-    }
-}
-
-/// Replaces every parameter of an inner-backend model by its gradient.
-struct GradientsAsValues<'a> {
-    grads: &'a GradientsParams,
-}
-
-impl<B: Backend> ModuleMapper<B> for GradientsAsValues<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let id = param.id;
-        let value = param.val();
-        let grad = self
-            .grads
-            .get::<B, D>(id)
-            .unwrap_or_else(|| value.zeros_like());
-        Param::initialized(id, grad)
     }
 }
 
