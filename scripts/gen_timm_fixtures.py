@@ -16,7 +16,7 @@ Files:
                                    products (scores q.k and the weighted sum of values)
     v4_<variant>_w025.safetensors  the state dict of the variant at width 0.25, 10 classes,
                                    random weights (below), stored as float16
-    v4_<variant>_w025.pth          the same through torch.save (conv_small, hybrid_medium)
+    v4_<variant>_w025.pth          the same through torch.save
     v4_<variant>_w025_io.safetensors
                                    input [2, 3, 64, 64] and eval_logits; for conv_small and
                                    hybrid_medium also train_input [4, 3, 64, 64], target,
@@ -55,7 +55,7 @@ VARIANTS = [
 WIDTH = 0.25
 NUM_CLASSES = 10
 SIZE = gen_fixtures.SIZE
-# Variants with a .pth copy and gradient fixtures: one without attention, one with.
+# Variants with gradient fixtures: one without attention, one with.
 WITH_GRADIENTS = {"v4-conv-small", "v4-hybrid-medium"}
 # Parameters whose gradients are recorded: one per block kind and part the variant has
 # (the stem, conv, fused, universal (start / expand / middle / project), attention (norm,
@@ -205,8 +205,7 @@ def generate(name, timm_name, seed):
     }
     metadata = {"variant": name, "timm": timm_name, "width_mult": str(WIDTH)}
     save_file(weights, base + ".safetensors", metadata=metadata)
-    if name in WITH_GRADIENTS:
-        torch.save(weights, base + ".pth")
+    torch.save(weights, base + ".pth")
 
     model_copy = copy.deepcopy(model)
     double = model.double()

@@ -2,8 +2,10 @@
 //!
 //! Depthwise-separable convolutions for [Burn](https://burn.dev): fast depthwise kernels
 //! behind a backend extension, reusable modules (depthwise, pointwise, separable, inverted
-//! residual, squeeze-excitation) and the MobileNet family (V1, V2, V3-Small, V3-Large)
-//! built from spec tables, with parameter and multiply-add accounting.
+//! residual, squeeze-excitation, MobileNetV4's universal inverted bottleneck, fused
+//! inverted bottleneck and Mobile MQA) and the MobileNet family (V1, V2, V3-Small,
+//! V3-Large, the five MobileNetV4s) built from spec tables on one block vocabulary, with
+//! parameter and multiply-add accounting and torchvision / timm weights in and out.
 //!
 //! Everything is generic over the Burn backend `B`: the same code trains on the CPU
 //! (`ndarray`, `flex`) or the GPU (`wgpu`), selected by one type parameter.

@@ -1,5 +1,6 @@
 //! The MobileNet family as data: spec tables ([`spec`]) and one network built from them
-//! ([`MobileNet`]), and torchvision weight import/export ([`StateDict`]).
+//! ([`MobileNet`]), and PyTorch weight import/export ([`StateDict`]: torchvision's key
+//! names for V1–V3, timm's for V4).
 
 mod mobilenet;
 pub mod spec;

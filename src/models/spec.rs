@@ -1,10 +1,11 @@
 //! The MobileNet architectures as data.
 //!
-//! Each variant is a table of blocks (as in the papers and torchvision's
-//! `mobilenetv2.py` / `mobilenetv3.py`); [`MobileNetSpec::new`] applies the width multiplier
-//! with each variant's rounding rule and yields the concrete layer list that
-//! [`MobileNet`](super::MobileNet) is built from. V1, V2 and V3 share every line of block
-//! code; they differ only in these tables.
+//! Each variant is a table of blocks (as in the papers, torchvision's `mobilenetv2.py` /
+//! `mobilenetv3.py` and timm's `_gen_mobilenet_v4`); [`MobileNetSpec::new`] applies the
+//! width multiplier with each variant's rounding rule and yields the concrete rows,
+//! grouped by stage, that [`MobileNet`](super::MobileNet) is built from. Every variant
+//! shares one block vocabulary ([`BlockConfig`] / [`Block`], one `block_vocabulary!` line
+//! per kind); they differ only in these tables.
 
 use std::fmt;
 use std::str::FromStr;

@@ -3,11 +3,7 @@
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 
-use super::{
-    ConvNormAct, ConvNormActConfig, DepthwiseSeparableConvConfig, FeatureMap,
-    FusedInvertedBottleneckConfig, InvertedResidualConfig, LayerInfo, MobileAttentionConfig,
-    UniversalInvertedBottleneckConfig,
-};
+use super::{ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo};
 use crate::kernels::DepthwiseBackend;
 
 /// A block of a network's body: the one trait a block kind implements for the network
@@ -42,32 +38,7 @@ pub trait BodyBlockConfig {
     }
 }
 
-impl BodyBlockConfig for DepthwiseSeparableConvConfig {}
 impl BodyBlockConfig for ConvNormActConfig {}
-
-impl BodyBlockConfig for InvertedResidualConfig {
-    fn set_drop_path(&mut self, rate: f64) {
-        self.drop_path = rate;
-    }
-}
-
-impl BodyBlockConfig for UniversalInvertedBottleneckConfig {
-    fn set_drop_path(&mut self, rate: f64) {
-        self.drop_path = rate;
-    }
-}
-
-impl BodyBlockConfig for FusedInvertedBottleneckConfig {
-    fn set_drop_path(&mut self, rate: f64) {
-        self.drop_path = rate;
-    }
-}
-
-impl BodyBlockConfig for MobileAttentionConfig {
-    fn set_drop_path(&mut self, rate: f64) {
-        self.drop_path = rate;
-    }
-}
 
 /// A plain conv → BatchNorm → activation as a body block (MobileNetV4's `cn` rows).
 impl<B: Backend> BodyBlock<B> for ConvNormAct<B> {

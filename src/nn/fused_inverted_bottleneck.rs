@@ -4,7 +4,8 @@ use burn::tensor::backend::Backend;
 
 use super::residual::{check_drop_path, residual};
 use super::{
-    Activation, BodyBlock, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo, NormConfig,
+    Activation, BodyBlock, BodyBlockConfig, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo,
+    NormConfig,
 };
 use crate::kernels::DepthwiseBackend;
 
@@ -82,6 +83,12 @@ impl FusedInvertedBottleneckConfig {
             use_residual: self.stride == 1 && self.in_channels == self.out_channels,
             drop_path: self.drop_path,
         })
+    }
+}
+
+impl BodyBlockConfig for FusedInvertedBottleneckConfig {
+    fn set_drop_path(&mut self, rate: f64) {
+        self.drop_path = rate;
     }
 }
 

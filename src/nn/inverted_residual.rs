@@ -3,8 +3,8 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 
 use super::{
-    Activation, BodyBlock, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo, NormConfig,
-    SqueezeExcitation, SqueezeExcitationConfig,
+    Activation, BodyBlock, BodyBlockConfig, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo,
+    NormConfig, SqueezeExcitation, SqueezeExcitationConfig,
 };
 use crate::kernels::DepthwiseBackend;
 
@@ -102,6 +102,12 @@ impl InvertedResidualConfig {
             use_residual: self.stride == 1 && self.in_channels == self.out_channels,
             drop_path: self.drop_path,
         })
+    }
+}
+
+impl BodyBlockConfig for InvertedResidualConfig {
+    fn set_drop_path(&mut self, rate: f64) {
+        self.drop_path = rate;
     }
 }
 

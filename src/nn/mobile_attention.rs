@@ -7,8 +7,8 @@ use burn::tensor::backend::Backend;
 
 use super::residual::{check_drop_path, residual};
 use super::{
-    Activation, BodyBlock, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo, LayerKind,
-    LayerScale, LayerScaleConfig, NormConfig, PointwiseConv2d, PointwiseConv2dConfig,
+    Activation, BodyBlock, BodyBlockConfig, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo,
+    LayerKind, LayerScale, LayerScaleConfig, NormConfig, PointwiseConv2d, PointwiseConv2dConfig,
     batch_norm_act_map,
 };
 use crate::kernels::{DepthwiseBackend, Layout, TO_NCHW};
@@ -262,6 +262,12 @@ impl MobileAttentionConfig {
             use_residual: self.in_channels == self.out_channels,
             drop_path: self.drop_path,
         })
+    }
+}
+
+impl BodyBlockConfig for MobileAttentionConfig {
+    fn set_drop_path(&mut self, rate: f64) {
+        self.drop_path = rate;
     }
 }
 

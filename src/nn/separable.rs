@@ -3,7 +3,8 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 
 use super::{
-    Activation, BodyBlock, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo, NormConfig,
+    Activation, BodyBlock, BodyBlockConfig, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo,
+    NormConfig,
 };
 use crate::kernels::DepthwiseBackend;
 
@@ -79,6 +80,9 @@ impl DepthwiseSeparableConvConfig {
         })
     }
 }
+
+/// No residual connection, so no stochastic depth.
+impl BodyBlockConfig for DepthwiseSeparableConvConfig {}
 
 impl<B: Backend> BodyBlock<B> for DepthwiseSeparableConv<B> {
     /// Its layers in order: `depthwise`, `pointwise`.

@@ -4,8 +4,8 @@ use burn::tensor::backend::Backend;
 
 use super::residual::{check_drop_path, residual};
 use super::{
-    Activation, BodyBlock, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo, LayerScale,
-    LayerScaleConfig, NormConfig,
+    Activation, BodyBlock, BodyBlockConfig, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo,
+    LayerScale, LayerScaleConfig, NormConfig,
 };
 use crate::kernels::DepthwiseBackend;
 
@@ -127,6 +127,12 @@ impl UniversalInvertedBottleneckConfig {
             use_residual: self.stride == 1 && cin == self.out_channels,
             drop_path: self.drop_path,
         })
+    }
+}
+
+impl BodyBlockConfig for UniversalInvertedBottleneckConfig {
+    fn set_drop_path(&mut self, rate: f64) {
+        self.drop_path = rate;
     }
 }
 
