@@ -1,5 +1,6 @@
 //! Classifies images with a model trained by the `train` example, or with torchvision
-//! weights; exports either as a torchvision-compatible safetensors file.
+//! weights (timm's for MobileNetV4); exports either as a torchvision-compatible (timm's for
+//! V4) safetensors file.
 //!
 //! ```text
 //! cargo run --release --example infer -- path/to/image.png other.jpg
@@ -44,8 +45,8 @@ struct Args {
     /// How many classes to show per image.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     top_k: u32,
-    /// torchvision weights (a `.pth`/`.pt` state dict or `.safetensors`) instead of a
-    /// training run; needs --model (and --width-mult if not 1.0).
+    /// torchvision weights, timm's for a V4 (a `.pth`/`.pt` state dict or `.safetensors`)
+    /// instead of a training run; needs --model (and --width-mult if not 1.0).
     #[arg(long, requires = "model")]
     weights: Option<PathBuf>,
     /// Architecture of --weights (`Architecture::ALL`; an unknown name lists them).
@@ -171,7 +172,12 @@ fn load_weights(
         None => (0..num_classes).map(|c| format!("class {c}")).collect(),
     };
     println!(
-        "torchvision {architecture} width {} ({num_classes} classes) from {} on {BACKEND_NAME}",
+        "{} {architecture} width {} ({num_classes} classes) from {} on {BACKEND_NAME}",
+        if architecture.is_timm() {
+            "timm"
+        } else {
+            "torchvision"
+        },
         args.width_mult,
         path.display()
     );

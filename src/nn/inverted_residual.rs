@@ -112,7 +112,8 @@ impl BodyBlockConfig for InvertedResidualConfig {
 }
 
 impl<B: Backend> BodyBlock<B> for InvertedResidual<B> {
-    /// Its layers in order: [`expand`], `depthwise`, [`squeeze_excite`], `project`.
+    /// Its layers in order: `expand` (if any), `depthwise`, `squeeze_excite` (if any),
+    /// `project`.
     fn layers(&self) -> Vec<LayerInfo> {
         let mut layers = Vec::with_capacity(4);
         if let Some(expand) = &self.expand {

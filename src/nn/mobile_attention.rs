@@ -272,7 +272,7 @@ impl BodyBlockConfig for MobileAttentionConfig {
 }
 
 impl<B: Backend> BodyBlock<B> for MobileAttention<B> {
-    /// Its layers in order: `norm`, `attention`, [`layer_scale`].
+    /// Its layers in order: `norm`, `attention`, `layer_scale` (if any).
     fn layers(&self) -> Vec<LayerInfo> {
         let mut layers = vec![
             LayerInfo {

@@ -137,8 +137,8 @@ impl BodyBlockConfig for UniversalInvertedBottleneckConfig {
 }
 
 impl<B: Backend> BodyBlock<B> for UniversalInvertedBottleneck<B> {
-    /// Its layers in order: [`start_depthwise`], `expand`, [`middle_depthwise`],
-    /// `project`, [`layer_scale`].
+    /// Its layers in order: `start_depthwise` (if any), `expand`, `middle_depthwise` (if
+    /// any), `project`, `layer_scale` (if any).
     fn layers(&self) -> Vec<LayerInfo> {
         let mut layers = Vec::with_capacity(5);
         if let Some(start) = &self.start_depthwise {
