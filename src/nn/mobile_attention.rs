@@ -59,8 +59,6 @@ pub struct MultiQueryAttention<B: Backend> {
     pub value: PointwiseConv2d<B>,
     /// `heads · value_dim → out`.
     pub output: PointwiseConv2d<B>,
-    /// Query heads (a constant).
-    pub heads: usize,
 }
 
 impl MultiQueryAttentionConfig {
@@ -100,12 +98,16 @@ impl MultiQueryAttentionConfig {
             value_down: down()?,
             value: projection(c, self.value_dim)?,
             output: projection(heads * self.value_dim, self.out_channels)?,
-            heads,
         })
     }
 }
 
 impl<B: Backend> MultiQueryAttention<B> {
+    /// Query heads: the query projection's width over the one key's.
+    pub fn heads(&self) -> usize {
+        self.query.out_channels() / self.key.out_channels()
+    }
+
     /// This layer as its block lists it, at module path `path`.
     pub fn describe(&self, path: &str) -> LayerInfo {
         let [key_dim, in_channels] = self.key.weight.dims();
@@ -115,7 +117,7 @@ impl<B: Backend> MultiQueryAttention<B> {
             kind: LayerKind::MultiQueryAttention {
                 in_channels,
                 out_channels: self.output.out_channels(),
-                heads: self.heads,
+                heads: self.heads(),
                 key_dim,
                 value_dim: self.value.out_channels(),
                 kv_stride: down.map_or(1, |d| d.stride[0]),
@@ -150,7 +152,7 @@ impl<B: DepthwiseBackend> MultiQueryAttention<B> {
     pub fn forward(&self, input: FeatureMap<B>) -> FeatureMap<B> {
         let [n, _, h, w] = input.dims();
         let layout = input.layout();
-        let heads = self.heads;
+        let heads = self.heads();
         let shrink = |down: &Option<ConvNormAct<B>>, x: FeatureMap<B>| match down {
             Some(down) => down.forward_map(x),
             None => x,

@@ -101,6 +101,41 @@ impl<B: Backend> burn::module::ModuleMapper<B> for GradientsAsValues<'_> {
     }
 }
 
+/// Checks every parameter gradient a fixture holds (`grad.<key>`, `grad.input` aside)
+/// against `model`'s gradients `grads` under the same PyTorch keys, each within 1e-3
+/// relative; at least ten of them.
+pub fn assert_parameter_gradients<A: burn::tensor::backend::AutodiffBackend>(
+    what: &str,
+    model: &dwconv::models::MobileNet<A>,
+    grads: A::Gradients,
+    io: &dwconv::models::StateDict,
+) {
+    use burn::module::{AutodiffModule, Module};
+    let grads = burn::optim::GradientsParams::from_grads(grads, model);
+    let grad_state = model
+        .valid()
+        .map(&mut GradientsAsValues { grads: &grads })
+        .to_torchvision();
+    let mut checked = 0;
+    for key in io.tensors.keys() {
+        let Some(param) = key.strip_prefix("grad.").filter(|k| *k != "input") else {
+            continue;
+        };
+        let got = grad_state.values(param).expect("a parameter of the model");
+        assert_relative(
+            &format!("{what} gradient of {param}"),
+            &got,
+            &io.values(key).unwrap(),
+            1e-3,
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 10,
+        "{what}: only {checked} gradients in the fixture"
+    );
+}
+
 /// Largest relative difference between two equally long vectors, scaled by the largest
 /// magnitude in `b`.
 pub fn max_relative_diff(a: &[f32], b: &[f32]) -> f64 {

@@ -6,7 +6,6 @@
 use burn::backend::{Autodiff, NdArray};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
-use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::Backend;
@@ -20,7 +19,7 @@ use dwconv::nn::CrossEntropyLossConfig;
 use dwconv::train::{RunOptions, TrainingConfig, files, run};
 
 use crate::common::{
-    GradientsAsValues, assert_relative, fixture, in_a_process_of_its_own, scratch_dir,
+    assert_parameter_gradients, assert_relative, fixture, in_a_process_of_its_own, scratch_dir,
     test_on_every_backend, values,
 };
 
@@ -166,24 +165,7 @@ fn gradients_match_timm<B: DepthwiseBackend>(backend: &str, layout: Layout) {
             &io.values("grad.input").unwrap(),
             1e-3,
         );
-        let grads = GradientsParams::from_grads(grads, &model);
-        let grad_model: MobileNet<B> = model.valid().map(&mut GradientsAsValues { grads: &grads });
-        let grad_state = grad_model.to_torchvision();
-        let mut checked = 0;
-        for key in io.tensors.keys() {
-            let Some(param) = key.strip_prefix("grad.").filter(|k| *k != "input") else {
-                continue;
-            };
-            let got = grad_state.values(param).expect("a parameter of the model");
-            assert_relative(
-                &format!("{what} gradient of {param}"),
-                &got,
-                &io.values(key).unwrap(),
-                1e-3,
-            );
-            checked += 1;
-        }
-        assert!(checked >= 10, "{what}: only {checked} gradients");
+        assert_parameter_gradients(&what, &model, grads, &io);
     }
 }
 

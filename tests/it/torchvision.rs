@@ -3,8 +3,7 @@
 //! and, for V2, the gradients of a cross-entropy step.
 
 use burn::backend::{Autodiff, NdArray};
-use burn::module::{AutodiffModule, Module};
-use burn::optim::GradientsParams;
+use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use dwconv::Error;
@@ -13,8 +12,8 @@ use dwconv::models::{Architecture, MobileNet, MobileNetConfig, StateDict};
 use dwconv::nn::CrossEntropyLossConfig;
 
 use crate::common::{
-    GradientsAsValues, assert_relative, fixture, max_relative_diff, random_values, scratch_dir,
-    test_on_every_backend, values,
+    assert_parameter_gradients, assert_relative, fixture, max_relative_diff, random_values,
+    scratch_dir, test_on_every_backend, values,
 };
 
 struct Case {
@@ -130,25 +129,7 @@ fn gradients_match_pytorch<B: DepthwiseBackend>(backend: &str, layout: Layout) {
         1e-4,
     );
 
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let grad_model: MobileNet<B> = model.valid().map(&mut GradientsAsValues { grads: &grads });
-    let grad_state = grad_model.to_torchvision();
-    let mut checked = 0;
-    for (key, _) in io.tensors.iter() {
-        let Some(param) = key.strip_prefix("grad.") else {
-            continue;
-        };
-        let got = grad_state.values(param).expect("a parameter of the model");
-        let expected = io.values(key).unwrap();
-        assert_relative(
-            &format!("{backend} gradient of {param}"),
-            &got,
-            &expected,
-            1e-3,
-        );
-        checked += 1;
-    }
-    assert!(checked >= 10, "only {checked} gradients in the fixture");
+    assert_parameter_gradients(&format!("{backend} v2"), &model, loss.backward(), &io);
 }
 
 test_on_every_backend!(fixture_logits_match_pytorch, v2_gradients_match_pytorch);
