@@ -233,6 +233,112 @@ def generate(name, architecture, width, seed):
           f"eval logits {io['eval_logits'][0, :3].tolist()}...")
 
 
+def hook_conv_and_linear_macs(model):
+    """Registers forward hooks on every Conv2d and Linear of `model` that add their
+    multiply-adds for one image to the returned one-element list."""
+    macs = [0]
+
+    def conv_hook(module, inputs, output):
+        per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        macs[0] += output[0].numel() * per_output
+
+    def linear_hook(module, inputs, output):
+        macs[0] += module.in_features * module.out_features
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(conv_hook)
+        elif isinstance(module, torch.nn.Linear):
+            module.register_forward_hook(linear_hook)
+    return macs
+
+
+def train_gradients(model, x, target, dtype, channels_last=False, noise=0.0, seed=0):
+    """Input and parameter gradients of the mean cross-entropy of train-mode logits."""
+    model = copy.deepcopy(model).to(dtype).train()
+    if noise:
+        g = torch.Generator().manual_seed(seed)
+        x = x * (1 + noise * torch.randn(x.shape, generator=g, dtype=x.dtype))
+    x = x.to(dtype).detach()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    F.cross_entropy(model(x), target).backward()
+    grads = {k: p.grad.double() for k, p in model.named_parameters()}
+    grads["input"] = x.grad.double()
+    return grads
+
+
+def worst_gradient_error(model, x, target, expected):
+    """How far float32 gradients can land from the float64 ones (relative to each
+    tensor's largest value): PyTorch in both memory formats, and float64 with 1e-6
+    relative noise on the input. A draw with a pre-activation within rounding distance
+    of a ReLU kink moves a gradient by far more than rounding; such draws are refused."""
+    worst = 0.0
+    for result in [
+        train_gradients(model, x, target, torch.float32),
+        train_gradients(model, x, target, torch.float32, channels_last=True),
+        train_gradients(model, x, target, torch.float64, noise=1e-6, seed=1),
+        train_gradients(model, x, target, torch.float64, noise=1e-6, seed=2),
+    ]:
+        for key, value in expected.items():
+            scale = value.abs().max().clamp_min(1e-12)
+            if scale < 1e-8:
+                continue  # a gradient that is zero in exact arithmetic (e.g. a key bias)
+            worst = max(worst, ((result[key] - value).abs().max() / scale).item())
+    return worst
+
+
+def write_model_fixtures(base, name, model, generator, num_classes, gradient_keys, metadata,
+                         pth=True):
+    """Writes `base`.safetensors and (with `pth`) `base`.pth (the randomised model's state
+    dict, float16 values) and `base`_io.safetensors: input [2, 3, SIZE, SIZE] and eval_logits, and with
+    `gradient_keys` also train_input [4, 3, SIZE, SIZE], target, train_logits, loss (mean
+    cross-entropy of the train-mode logits) and grad.input, grad.<key>, all computed in
+    float64 from the stored values. A draw whose float32 gradients can land more than 1e-4
+    from the float64 ones (`worst_gradient_error`) is refused."""
+    weights = {
+        k: (v.half() if v.is_floating_point() else v).contiguous()
+        for k, v in model.state_dict().items()
+    }
+    save_file(weights, base + ".safetensors", metadata=metadata)
+    if pth:
+        torch.save(weights, base + ".pth")
+
+    model_copy = copy.deepcopy(model)
+    double = model.double()
+    x = torch.randn(2, 3, SIZE, SIZE, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        io = {"input": x, "eval_logits": double(x)}
+    if gradient_keys:
+        train_x = torch.randn(4, 3, SIZE, SIZE, generator=generator, dtype=torch.float64)
+        target = torch.randint(0, num_classes, (4,), generator=generator)
+        double.train()
+        train_x.requires_grad_(True)
+        logits = double(train_x)
+        loss = F.cross_entropy(logits, target)
+        loss.backward()
+        parameters = dict(double.named_parameters())
+        expected = {k: parameters[k].grad for k in gradient_keys}
+        expected["input"] = train_x.grad
+        worst = worst_gradient_error(model_copy, train_x.detach(), target, expected)
+        if worst > 1e-4:
+            raise SystemExit(f"{name}: this draw is unstable ({worst:.1e}); pick another seed")
+        io.update({
+            "train_input": train_x.detach(),
+            "target": target,
+            "train_logits": logits.detach(),
+            "loss": loss.detach().reshape(1),
+            "grad.input": train_x.grad,
+        })
+        for key in gradient_keys:
+            io["grad." + key] = parameters[key].grad
+    io = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in io.items()}
+    save_file(io, base + "_io.safetensors", metadata=metadata)
+    print(f"{name}: {len(weights)} tensors, eval logits {io['eval_logits'][0, :3].tolist()}")
+
+
 def probe_input(batch, size):
     """The input dwconv's export records logits for: sin(0.37 * i) * 2 over the flat
     index i of a [batch, 3, size, size] tensor, computed in float64, stored as float32."""

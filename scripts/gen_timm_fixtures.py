@@ -31,13 +31,10 @@ branches), random linear biases; every tensor is then rounded to a float16 value
 expected outputs computed in float64 from exactly those values.
 """
 
-import copy
 import json
 import os
 
 import torch
-import torch.nn.functional as F
-from safetensors.torch import save_file
 from timm.models.mobilenetv3 import _gen_mobilenet_v4
 
 import gen_fixtures
@@ -55,9 +52,8 @@ VARIANTS = [
 WIDTH = 0.25
 NUM_CLASSES = 10
 SIZE = gen_fixtures.SIZE
-# Variants with gradient fixtures: one without attention, one with.
-WITH_GRADIENTS = {"v4-conv-small", "v4-hybrid-medium"}
-# Parameters whose gradients are recorded: one per block kind and part the variant has
+# Parameters whose gradients are recorded, for one variant without attention and one with:
+# one per block kind and part the variant has
 # (the stem, conv, fused, universal (start / expand / middle / project), attention (norm,
 # projections, key/value downsampling, layer scale), head conv and classifier).
 GRADIENT_KEYS = {
@@ -121,14 +117,7 @@ def count(timm_name):
     """timm's parameters and hooked multiply-adds at 224x224, width 1.0, 1000 classes."""
     model = build(timm_name, 1.0, 1000)
     params = sum(p.numel() for p in model.parameters())
-    macs = [0]
-
-    def conv_hook(module, inputs, output):
-        per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-        macs[0] += output[0].numel() * per_output
-
-    def linear_hook(module, inputs, output):
-        macs[0] += module.in_features * module.out_features
+    macs = gen_fixtures.hook_conv_and_linear_macs(model)
 
     key_positions = {}
 
@@ -142,53 +131,12 @@ def count(timm_name):
         macs[0] += queries * module.num_heads * key_positions[module] * (module.key_dim + module.value_dim)
 
     for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            module.register_forward_hook(conv_hook)
-        elif isinstance(module, torch.nn.Linear):
-            module.register_forward_hook(linear_hook)
-        elif type(module).__name__ == "MultiQueryAttention2d":
+        if type(module).__name__ == "MultiQueryAttention2d":
             module.key.register_forward_hook(key_hook(module))
             module.register_forward_hook(attention_hook)
     with torch.no_grad():
         model(torch.zeros(1, 3, 224, 224))
     return {"params": params, "macs": macs[0]}
-
-
-def train_gradients(model, x, target, dtype, channels_last=False, noise=0.0, seed=0):
-    """Input and parameter gradients of the mean cross-entropy of train-mode logits."""
-    model = copy.deepcopy(model).to(dtype).train()
-    if noise:
-        g = torch.Generator().manual_seed(seed)
-        x = x * (1 + noise * torch.randn(x.shape, generator=g, dtype=x.dtype))
-    x = x.to(dtype).detach()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    x.requires_grad_(True)
-    F.cross_entropy(model(x), target).backward()
-    grads = {k: p.grad.double() for k, p in model.named_parameters()}
-    grads["input"] = x.grad.double()
-    return grads
-
-
-def worst_gradient_error(model, x, target, expected):
-    """How far float32 gradients can land from the float64 ones (relative to each
-    tensor's largest value): PyTorch in both memory formats, and float64 with 1e-6
-    relative noise on the input. A draw with a pre-activation within rounding distance
-    of a ReLU kink moves a gradient by far more than rounding; such draws are refused."""
-    worst = 0.0
-    for result in [
-        train_gradients(model, x, target, torch.float32),
-        train_gradients(model, x, target, torch.float32, channels_last=True),
-        train_gradients(model, x, target, torch.float64, noise=1e-6, seed=1),
-        train_gradients(model, x, target, torch.float64, noise=1e-6, seed=2),
-    ]:
-        for key, value in expected.items():
-            scale = value.abs().max().clamp_min(1e-12)
-            if scale < 1e-8:
-                continue  # a gradient that is zero in exact arithmetic (e.g. a key bias)
-            worst = max(worst, ((result[key] - value).abs().max() / scale).item())
-    return worst
 
 
 def generate(name, timm_name, seed):
@@ -198,46 +146,10 @@ def generate(name, timm_name, seed):
     model = build(timm_name, WIDTH, NUM_CLASSES)
     randomise(model, generator)
     stem = name.replace("-", "_")
-    base = os.path.join(FIXTURES, f"{stem}_w025")
-    weights = {
-        k: (v.half() if v.is_floating_point() else v).contiguous()
-        for k, v in model.state_dict().items()
-    }
     metadata = {"variant": name, "timm": timm_name, "width_mult": str(WIDTH)}
-    save_file(weights, base + ".safetensors", metadata=metadata)
-    torch.save(weights, base + ".pth")
-
-    model_copy = copy.deepcopy(model)
-    double = model.double()
-    x = torch.randn(2, 3, SIZE, SIZE, generator=generator, dtype=torch.float64)
-    with torch.no_grad():
-        io = {"input": x, "eval_logits": double(x)}
-    if name in WITH_GRADIENTS:
-        train_x = torch.randn(4, 3, SIZE, SIZE, generator=generator, dtype=torch.float64)
-        target = torch.randint(0, NUM_CLASSES, (4,), generator=generator)
-        double.train()
-        train_x.requires_grad_(True)
-        logits = double(train_x)
-        loss = F.cross_entropy(logits, target)
-        loss.backward()
-        parameters = dict(double.named_parameters())
-        expected = {k: parameters[k].grad for k in GRADIENT_KEYS[name]}
-        expected["input"] = train_x.grad
-        worst = worst_gradient_error(model_copy, train_x.detach(), target, expected)
-        if worst > 1e-4:
-            raise SystemExit(f"{name}: seed {seed} is unstable ({worst:.1e}); pick another")
-        io.update({
-            "train_input": train_x.detach(),
-            "target": target,
-            "train_logits": logits.detach(),
-            "loss": loss.detach().reshape(1),
-            "grad.input": train_x.grad,
-        })
-        for key in GRADIENT_KEYS[name]:
-            io["grad." + key] = parameters[key].grad
-    io = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in io.items()}
-    save_file(io, base + "_io.safetensors", metadata=metadata)
-    print(f"{name}: {len(weights)} tensors, eval logits {io['eval_logits'][0, :3].tolist()}")
+    gen_fixtures.write_model_fixtures(
+        os.path.join(FIXTURES, f"{stem}_w025"), name, model, generator, NUM_CLASSES,
+        GRADIENT_KEYS.get(name), metadata)
 
 
 def main():

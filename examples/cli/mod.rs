@@ -70,13 +70,15 @@ pub struct TrainArgs {
     /// Label smoothing in [0, 1).
     #[arg(long, default_value_t = 0.0, value_parser = unit_interval, allow_negative_numbers = true)]
     pub label_smoothing: f64,
-    /// Dropout before the classifier, in [0, 1).
-    #[arg(long, default_value_t = 0.2, value_parser = unit_interval, allow_negative_numbers = true)]
-    pub dropout: f64,
+    /// Dropout before the classifier, in [0, 1) [default: the reference model's, e.g. 0.2
+    /// for V2, V3, EfficientNet-B0 and MnasNet, 0.5 for EfficientNet-B7, 0 for V4].
+    #[arg(long, value_parser = unit_interval, allow_negative_numbers = true)]
+    pub dropout: Option<f64>,
     /// Stochastic depth: drop path rate of the last residual block, rising linearly from 0
-    /// at the first, in [0, 1) (timm trains MobileNetV4 with 0.0–0.35).
-    #[arg(long, default_value_t = 0.0, value_parser = unit_interval, allow_negative_numbers = true)]
-    pub drop_path: f64,
+    /// at the first, in [0, 1) [default: the reference model's: 0.2 for EfficientNet, 0
+    /// otherwise; timm trains MobileNetV4 with 0.0–0.35].
+    #[arg(long, value_parser = unit_interval, allow_negative_numbers = true)]
+    pub drop_path: Option<f64>,
     /// BatchNorm momentum (the architectures' own: 0.1 for V2, 0.01 for V1/V3; short runs
     /// want 0.1 so that validation's running statistics settle).
     #[arg(long, default_value_t = 0.1, value_parser = unit_interval_open, allow_negative_numbers = true)]
@@ -150,10 +152,17 @@ pub fn config_from_args(args: &TrainArgs) -> Result<TrainingConfig, String> {
             (DataSource::Synthetic, args.num_classes as usize)
         }
     };
-    let model = MobileNetConfig::new(architecture, num_classes)
-        .with_width_mult(args.width_mult)
-        .with_dropout(args.dropout)
-        .with_drop_path_rate(args.drop_path)
+    let model = MobileNetConfig::reference(architecture, num_classes)
+        .with_width_mult(args.width_mult);
+    let model = match args.dropout {
+        Some(dropout) => model.with_dropout(dropout),
+        None => model,
+    };
+    let model = match args.drop_path {
+        Some(rate) => model.with_drop_path_rate(rate),
+        None => model,
+    };
+    let model = model
         .with_norm_momentum(Some(args.bn_momentum));
     Ok(TrainingConfig::new(model)
         .with_data(data)

@@ -3,7 +3,7 @@
 //! kernels). The derivative follows PyTorch at the kinks.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::{hard_sigmoid, relu};
+use burn::tensor::activation::{hard_sigmoid, relu, sigmoid};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,8 @@ pub enum Activation {
     /// `x · Φ(x)`, Φ the standard normal CDF (the exact form, PyTorch's `nn.GELU()`;
     /// MobileNetV4-Hybrid-Large).
     Gelu,
+    /// `x · σ(x)`, σ the logistic sigmoid (SiLU or swish; EfficientNet).
+    Silu,
 }
 
 /// `1 / sqrt(2)`.
@@ -47,6 +49,12 @@ fn erf(x: f32) -> f32 {
     (if x >= 0.0 { erf } else { -erf }) as f32
 }
 
+/// The logistic sigmoid `1 / (1 + e^-z)`.
+#[inline]
+fn logistic(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
 impl Activation {
     /// Applies the activation element-wise.
     ///
@@ -65,6 +73,7 @@ impl Activation {
                 let cdf = (x.clone() * f64::from(FRAC_1_SQRT_2)).erf() * 0.5 + 0.5;
                 x * cdf
             }
+            Activation::Silu => x.clone() * sigmoid(x),
         }
     }
 
@@ -86,6 +95,11 @@ impl Activation {
                 let density = (z.clone().powi_scalar(2) * -0.5).exp() * f64::from(FRAC_1_SQRT_2PI);
                 cdf + z * density
             }
+            // σ(z) · (1 + z · (1 − σ(z))).
+            Activation::Silu => {
+                let gate = sigmoid(z.clone());
+                gate.clone() * ((gate.neg() + 1.0) * z + 1.0)
+            }
         }
     }
 
@@ -98,6 +112,7 @@ impl Activation {
             Activation::HardSwish => z * (z + 3.0).clamp(0.0, 6.0) / 6.0,
             Activation::Identity => z,
             Activation::Gelu => 0.5 * z * (1.0 + erf(z * FRAC_1_SQRT_2)),
+            Activation::Silu => z * logistic(z),
         }
     }
 
@@ -119,6 +134,10 @@ impl Activation {
             Activation::Identity => 1.0,
             Activation::Gelu => {
                 0.5 * (1.0 + erf(z * FRAC_1_SQRT_2)) + z * FRAC_1_SQRT_2PI * (-0.5 * z * z).exp()
+            }
+            Activation::Silu => {
+                let gate = logistic(z);
+                gate * (1.0 + z * (1.0 - gate))
             }
         }
     }

@@ -4,7 +4,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
-use super::spec::{Architecture, Block, MobileNetSpec};
+use super::spec::{Architecture, Block, Family, MobileNetSpec};
 use crate::kernels::{DepthwiseBackend, Layout};
 use crate::nn::{
     Activation, BodyBlock, ConvNormAct, ConvNormActConfig, CrossEntropyLoss,
@@ -66,6 +66,16 @@ impl MobileNetConfig {
         Self::new(Architecture::V3Large, num_classes)
     }
 
+    /// `architecture` with the reference model's dropout and stochastic depth rate
+    /// ([`Architecture::reference_dropout`], [`Architecture::reference_drop_path_rate`]):
+    /// torchvision's `efficientnet_b3(num_classes=...)` is
+    /// `MobileNetConfig::reference(Architecture::EfficientNetB3, num_classes)`.
+    pub fn reference(architecture: Architecture, num_classes: usize) -> Self {
+        Self::new(architecture, num_classes)
+            .with_dropout(architecture.reference_dropout())
+            .with_drop_path_rate(architecture.reference_drop_path_rate())
+    }
+
     /// The concrete layer list this configuration builds.
     pub fn spec(&self) -> crate::Result<MobileNetSpec> {
         let mut spec = MobileNetSpec::new(self.architecture, self.width_mult)?;
@@ -113,7 +123,8 @@ impl MobileNetConfig {
     }
 
     /// Builds the network with torchvision's initialisation (Kaiming-normal fan-out convs,
-    /// BN weight 1 / bias 0, linear weights N(0, 0.01) and zero bias).
+    /// BN weight 1 / bias 0, zero linear biases; linear weights N(0, 0.01) for the
+    /// MobileNets, uniform in ±1/√outputs for EfficientNet, ±√(3/outputs) for MnasNet).
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<MobileNet<B>> {
         self.validate()?;
         let spec = self.spec()?;
@@ -149,12 +160,13 @@ impl MobileNetConfig {
                 conv
             })
             .transpose()?;
+        let family = self.architecture.family();
         let classifier_hidden = spec.classifier_hidden.map(|layer| {
-            let linear = init_linear(features, layer.channels, device);
+            let linear = init_linear(family, features, layer.channels, device);
             features = layer.channels;
             linear
         });
-        let classifier = init_linear(features, self.num_classes, device);
+        let classifier = init_linear(family, features, self.num_classes, device);
         Ok(MobileNet {
             stem,
             blocks,
@@ -174,19 +186,35 @@ impl MobileNetConfig {
     }
 }
 
-/// `Linear` with torchvision's MobileNet initialisation: N(0, 0.01) weights, zero bias.
-fn init_linear<B: Backend>(inputs: usize, outputs: usize, device: &B::Device) -> Linear<B> {
-    let mut linear = LinearConfig::new(inputs, outputs)
-        .with_initializer(Initializer::Normal {
+/// `Linear` with torchvision's initialisation for `family`, and a zero bias.
+fn init_linear<B: Backend>(
+    family: Family,
+    inputs: usize,
+    outputs: usize,
+    device: &B::Device,
+) -> Linear<B> {
+    let uniform = |bound: f64| Initializer::Uniform {
+        min: -bound,
+        max: bound,
+    };
+    let initializer = match family {
+        Family::MobileNet | Family::MobileNetV4 => Initializer::Normal {
             mean: 0.0,
             std: 0.01,
-        })
+        },
+        Family::EfficientNet => uniform(1.0 / (outputs as f64).sqrt()),
+        // Kaiming-uniform, fan-out mode, sigmoid gain (1).
+        Family::MnasNet => uniform((3.0 / outputs as f64).sqrt()),
+    };
+    let mut linear = LinearConfig::new(inputs, outputs)
+        .with_initializer(initializer)
         .init(device);
     linear.bias = Some(Param::from_tensor(Tensor::zeros([outputs], device)));
     linear
 }
 
-/// A MobileNet (V1, V2, V3-Small, V3-Large or a V4) built from a [`MobileNetSpec`].
+/// A MobileNet (V1, V2, V3-Small, V3-Large or a V4), EfficientNet or MnasNet built from a
+/// [`MobileNetSpec`].
 ///
 /// - input: images `[N, 3, H, W]`, `H, W >= 32`
 /// - output: logits `[N, num_classes]`
@@ -196,7 +224,7 @@ pub struct MobileNet<B: Backend> {
     pub stem: ConvNormAct<B>,
     /// The body, its stages one after the other.
     pub blocks: Vec<Block<B>>,
-    /// 1×1 conv → BN → activation after the body (V2, V3).
+    /// 1×1 conv → BN → activation after the body (V2, V3, EfficientNet, MnasNet).
     pub last_conv: Option<ConvNormAct<B>>,
     /// 1×1 conv → BN → activation on the pooled features (V4).
     pub head_conv: Option<ConvNormAct<B>>,

@@ -1,8 +1,9 @@
-//! The MobileNet architectures as data.
+//! The MobileNet architectures (and their relatives EfficientNet and MnasNet) as data.
 //!
 //! Each variant is a table of blocks (as in the papers, torchvision's `mobilenetv2.py` /
-//! `mobilenetv3.py` and timm's `_gen_mobilenet_v4`); [`MobileNetSpec::new`] applies the
-//! width multiplier with each variant's rounding rule and yields the concrete rows,
+//! `mobilenetv3.py` / `efficientnet.py` / `mnasnet.py` and timm's `_gen_mobilenet_v4`);
+//! [`MobileNetSpec::new`] applies the width multiplier (and EfficientNet's depth
+//! coefficient) with each variant's rounding rule and yields the concrete rows,
 //! grouped by stage, that [`MobileNet`](super::MobileNet) is built from. Every variant
 //! shares one block vocabulary ([`BlockConfig`] / [`Block`], one `block_vocabulary!` line
 //! per kind); they differ only in these tables.
@@ -19,7 +20,7 @@ use crate::nn::{
     Activation, BodyBlock, BodyBlockConfig, ConvNormAct, ConvNormActConfig, DepthwiseSeparableConv,
     DepthwiseSeparableConvConfig, FeatureMap, FusedInvertedBottleneck,
     FusedInvertedBottleneckConfig, InvertedResidual, InvertedResidualConfig, LayerInfo,
-    MobileAttention, MobileAttentionConfig, NormConfig, UniversalInvertedBottleneck,
+    MobileAttention, MobileAttentionConfig, NormConfig, SqueezeGate, UniversalInvertedBottleneck,
     UniversalInvertedBottleneckConfig,
 };
 
@@ -52,13 +53,49 @@ pub enum Architecture {
     V4HybridMedium,
     /// MobileNetV4-Hybrid-Large (with Mobile MQA blocks, GELU), timm layout.
     #[serde(rename = "v4-hybrid-large")]
-    V4HybridLarge,
+    V4HybridLarge,    /// EfficientNet-B0 (Tan & Le 2019), torchvision layout.
+    #[serde(rename = "efficientnet-b0")]
+    EfficientNetB0,
+    /// EfficientNet-B1: B0 scaled in width and depth, torchvision layout.
+    #[serde(rename = "efficientnet-b1")]
+    EfficientNetB1,
+    /// EfficientNet-B2: B0 scaled in width and depth, torchvision layout.
+    #[serde(rename = "efficientnet-b2")]
+    EfficientNetB2,
+    /// EfficientNet-B3: B0 scaled in width and depth, torchvision layout.
+    #[serde(rename = "efficientnet-b3")]
+    EfficientNetB3,
+    /// EfficientNet-B4: B0 scaled in width and depth, torchvision layout.
+    #[serde(rename = "efficientnet-b4")]
+    EfficientNetB4,
+    /// EfficientNet-B5: B0 scaled in width and depth, torchvision layout.
+    #[serde(rename = "efficientnet-b5")]
+    EfficientNetB5,
+    /// EfficientNet-B6: B0 scaled in width and depth, torchvision layout.
+    #[serde(rename = "efficientnet-b6")]
+    EfficientNetB6,
+    /// EfficientNet-B7: B0 scaled in width and depth, torchvision layout.
+    #[serde(rename = "efficientnet-b7")]
+    EfficientNetB7,
+    /// EfficientNetV2-S (Tan & Le 2021), torchvision layout.
+    #[serde(rename = "efficientnet-v2-s")]
+    EfficientNetV2S,
+    /// EfficientNetV2-M (Tan & Le 2021), torchvision layout.
+    #[serde(rename = "efficientnet-v2-m")]
+    EfficientNetV2M,
+    /// EfficientNetV2-L (Tan & Le 2021), torchvision layout.
+    #[serde(rename = "efficientnet-v2-l")]
+    EfficientNetV2L,
+    /// MnasNet-B1 (Tan et al. 2019), torchvision layout; the width multiplier is
+    /// torchvision's `alpha` (`mnasnet0_5`, `mnasnet0_75`, `mnasnet1_0`, `mnasnet1_3`).
+    #[serde(rename = "mnasnet")]
+    MnasNet,
 }
 
 impl Architecture {
     /// All variants, in order: the one list the command lines, the cost table and the
     /// docs read.
-    pub const ALL: [Architecture; 9] = [
+    pub const ALL: [Architecture; 21] = [
         Architecture::V1,
         Architecture::V2,
         Architecture::V3Small,
@@ -68,6 +105,18 @@ impl Architecture {
         Architecture::V4ConvLarge,
         Architecture::V4HybridMedium,
         Architecture::V4HybridLarge,
+        Architecture::EfficientNetB0,
+        Architecture::EfficientNetB1,
+        Architecture::EfficientNetB2,
+        Architecture::EfficientNetB3,
+        Architecture::EfficientNetB4,
+        Architecture::EfficientNetB5,
+        Architecture::EfficientNetB6,
+        Architecture::EfficientNetB7,
+        Architecture::EfficientNetV2S,
+        Architecture::EfficientNetV2M,
+        Architecture::EfficientNetV2L,
+        Architecture::MnasNet,
     ];
 
     /// The short name used on command lines and in files (`v1`, `v2`, `v3-small`,
@@ -83,24 +132,29 @@ impl Architecture {
             Architecture::V4ConvLarge => "v4-conv-large",
             Architecture::V4HybridMedium => "v4-hybrid-medium",
             Architecture::V4HybridLarge => "v4-hybrid-large",
+            Architecture::EfficientNetB0 => "efficientnet-b0",
+            Architecture::EfficientNetB1 => "efficientnet-b1",
+            Architecture::EfficientNetB2 => "efficientnet-b2",
+            Architecture::EfficientNetB3 => "efficientnet-b3",
+            Architecture::EfficientNetB4 => "efficientnet-b4",
+            Architecture::EfficientNetB5 => "efficientnet-b5",
+            Architecture::EfficientNetB6 => "efficientnet-b6",
+            Architecture::EfficientNetB7 => "efficientnet-b7",
+            Architecture::EfficientNetV2S => "efficientnet-v2-s",
+            Architecture::EfficientNetV2M => "efficientnet-v2-m",
+            Architecture::EfficientNetV2L => "efficientnet-v2-l",
+            Architecture::MnasNet => "mnasnet",
         }
     }
 
     /// Whether its weights are in timm's layout (V4) rather than torchvision's.
     pub fn is_timm(&self) -> bool {
-        matches!(
-            self,
-            Architecture::V4ConvSmall
-                | Architecture::V4ConvMedium
-                | Architecture::V4ConvLarge
-                | Architecture::V4HybridMedium
-                | Architecture::V4HybridLarge
-        )
+        self.family() == Family::MobileNetV4
     }
 
-    /// The name of the PyTorch model it matches (torchvision's `mobilenet_v2`, ..., timm's
-    /// `mobilenetv4_conv_small`, ...; V1 has none and takes torchvision's style): what
-    /// `scripts/bench_torch.py` builds.
+    /// The name of the PyTorch model it matches (torchvision's `mobilenet_v2`, ...,
+    /// `efficientnet_b0`, ..., `mnasnet1_0` (at width 1.0), timm's `mobilenetv4_conv_small`,
+    /// ...; V1 has none and takes torchvision's style): what `scripts/bench_torch.py` builds.
     pub fn reference_name(&self) -> &'static str {
         match self {
             Architecture::V1 => "mobilenet_v1",
@@ -112,8 +166,74 @@ impl Architecture {
             Architecture::V4ConvLarge => "mobilenetv4_conv_large",
             Architecture::V4HybridMedium => "mobilenetv4_hybrid_medium",
             Architecture::V4HybridLarge => "mobilenetv4_hybrid_large",
+            Architecture::EfficientNetB0 => "efficientnet_b0",
+            Architecture::EfficientNetB1 => "efficientnet_b1",
+            Architecture::EfficientNetB2 => "efficientnet_b2",
+            Architecture::EfficientNetB3 => "efficientnet_b3",
+            Architecture::EfficientNetB4 => "efficientnet_b4",
+            Architecture::EfficientNetB5 => "efficientnet_b5",
+            Architecture::EfficientNetB6 => "efficientnet_b6",
+            Architecture::EfficientNetB7 => "efficientnet_b7",
+            Architecture::EfficientNetV2S => "efficientnet_v2_s",
+            Architecture::EfficientNetV2M => "efficientnet_v2_m",
+            Architecture::EfficientNetV2L => "efficientnet_v2_l",
+            Architecture::MnasNet => "mnasnet1_0",
         }
     }
+}
+
+impl Architecture {
+    /// Dropout before the classifier in the reference model's constructor: Keras' 1e-3 for
+    /// V1, torchvision's 0.2 for V2, V3 and MnasNet, timm's 0 for V4, and EfficientNet's
+    /// per variant (B0–B1 0.2, B2–B3 0.3, B4–B5 0.4, B6–B7 0.5; V2-S 0.2, V2-M 0.3,
+    /// V2-L 0.4).
+    pub fn reference_dropout(&self) -> f64 {
+        use Architecture::*;
+        match self {
+            V1 => 1e-3,
+            V4ConvSmall | V4ConvMedium | V4ConvLarge | V4HybridMedium | V4HybridLarge => 0.0,
+            EfficientNetB2 | EfficientNetB3 | EfficientNetV2M => 0.3,
+            EfficientNetB4 | EfficientNetB5 | EfficientNetV2L => 0.4,
+            EfficientNetB6 | EfficientNetB7 => 0.5,
+            _ => 0.2,
+        }
+    }
+
+    /// Stochastic depth rate in the reference model's constructor: torchvision's 0.2 for
+    /// every EfficientNet, 0 otherwise (torchvision's MobileNets and MnasNet have none;
+    /// timm's `create_model` leaves it at 0).
+    pub fn reference_drop_path_rate(&self) -> f64 {
+        match self.family() {
+            Family::EfficientNet => 0.2,
+            _ => 0.0,
+        }
+    }
+
+    /// The family whose builder and weight layout the variant follows.
+    pub fn family(&self) -> Family {
+        use Architecture::*;
+        match self {
+            V1 | V2 | V3Small | V3Large => Family::MobileNet,
+            V4ConvSmall | V4ConvMedium | V4ConvLarge | V4HybridMedium | V4HybridLarge => {
+                Family::MobileNetV4
+            }
+            MnasNet => Family::MnasNet,
+            _ => Family::EfficientNet,
+        }
+    }
+}
+
+/// The model families, each with its own builder rules and PyTorch key layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// MobileNetV1–V3 (torchvision's `mobilenetv2.py` / `mobilenetv3.py` layout).
+    MobileNet,
+    /// MobileNetV4 (timm's `mobilenetv3.py` layout).
+    MobileNetV4,
+    /// EfficientNet B0–B7 and V2 (torchvision's `efficientnet.py`).
+    EfficientNet,
+    /// MnasNet (torchvision's `mnasnet.py`).
+    MnasNet,
 }
 
 impl fmt::Display for Architecture {
@@ -684,6 +804,153 @@ const V4_HYBRID_LARGE: V4Table = V4Table {
     ],
 };
 
+/// An EfficientNet stage (torchvision's `MBConvConfig` / `FusedMBConvConfig`, the papers'
+/// table rows): `repeats` blocks at width and depth 1.0, the first with `stride`.
+struct EfficientNetStage {
+    /// FusedMBConv (a full k×k expansion) rather than MBConv (1×1 expand, depthwise k×k,
+    /// squeeze-excitation).
+    fused: bool,
+    /// Expansion ratio: expanded = `make_divisible(in × ratio, 8)`.
+    expansion: f64,
+    kernel: usize,
+    stride: usize,
+    /// Input channels at width 1.0.
+    in_channels: usize,
+    /// Output channels at width 1.0.
+    channels: usize,
+    repeats: usize,
+}
+
+/// `MBConvConfig(expand_ratio, kernel, stride, in, out, layers)`.
+const fn mbconv(
+    expansion: f64,
+    kernel: usize,
+    stride: usize,
+    in_channels: usize,
+    channels: usize,
+    repeats: usize,
+) -> EfficientNetStage {
+    EfficientNetStage {
+        fused: false,
+        expansion,
+        kernel,
+        stride,
+        in_channels,
+        channels,
+        repeats,
+    }
+}
+
+/// `FusedMBConvConfig(expand_ratio, kernel, stride, in, out, layers)`.
+const fn fused_mbconv(
+    expansion: f64,
+    kernel: usize,
+    stride: usize,
+    in_channels: usize,
+    channels: usize,
+    repeats: usize,
+) -> EfficientNetStage {
+    EfficientNetStage {
+        fused: true,
+        ..mbconv(expansion, kernel, stride, in_channels, channels, repeats)
+    }
+}
+
+/// EfficientNet-B0's body (Tan & Le 2019, table 1), which B1–B7 scale.
+const EFFICIENTNET_B_STAGES: [EfficientNetStage; 7] = [
+    mbconv(1.0, 3, 1, 32, 16, 1),
+    mbconv(6.0, 3, 2, 16, 24, 2),
+    mbconv(6.0, 5, 2, 24, 40, 2),
+    mbconv(6.0, 3, 2, 40, 80, 3),
+    mbconv(6.0, 5, 1, 80, 112, 3),
+    mbconv(6.0, 5, 2, 112, 192, 4),
+    mbconv(6.0, 3, 1, 192, 320, 1),
+];
+
+/// EfficientNetV2-S (Tan & Le 2021, table 4).
+const EFFICIENTNET_V2_S_STAGES: [EfficientNetStage; 6] = [
+    fused_mbconv(1.0, 3, 1, 24, 24, 2),
+    fused_mbconv(4.0, 3, 2, 24, 48, 4),
+    fused_mbconv(4.0, 3, 2, 48, 64, 4),
+    mbconv(4.0, 3, 2, 64, 128, 6),
+    mbconv(6.0, 3, 1, 128, 160, 9),
+    mbconv(6.0, 3, 2, 160, 256, 15),
+];
+
+/// EfficientNetV2-M (torchvision's table).
+const EFFICIENTNET_V2_M_STAGES: [EfficientNetStage; 7] = [
+    fused_mbconv(1.0, 3, 1, 24, 24, 3),
+    fused_mbconv(4.0, 3, 2, 24, 48, 5),
+    fused_mbconv(4.0, 3, 2, 48, 80, 5),
+    mbconv(4.0, 3, 2, 80, 160, 7),
+    mbconv(6.0, 3, 1, 160, 176, 14),
+    mbconv(6.0, 3, 2, 176, 304, 18),
+    mbconv(6.0, 3, 1, 304, 512, 5),
+];
+
+/// EfficientNetV2-L (torchvision's table).
+const EFFICIENTNET_V2_L_STAGES: [EfficientNetStage; 7] = [
+    fused_mbconv(1.0, 3, 1, 32, 32, 4),
+    fused_mbconv(4.0, 3, 2, 32, 64, 7),
+    fused_mbconv(4.0, 3, 2, 64, 96, 7),
+    mbconv(4.0, 3, 2, 96, 192, 10),
+    mbconv(6.0, 3, 1, 192, 224, 19),
+    mbconv(6.0, 3, 2, 224, 384, 25),
+    mbconv(6.0, 3, 1, 384, 640, 7),
+];
+
+/// An EfficientNet variant as torchvision builds it: compound width and depth
+/// coefficients, its stages, the last conv's width (`None`: four times the body's
+/// output) and BatchNorm settings.
+struct EfficientNetVariant {
+    width: f64,
+    depth: f64,
+    stages: &'static [EfficientNetStage],
+    last_channels: Option<usize>,
+    /// BatchNorm `(epsilon, momentum)`.
+    norm: (f64, f64),
+}
+
+/// torchvision's `efficientnet_b{i}`: `(width, depth)` coefficients; B5–B7 with BatchNorm
+/// eps 1e-3 and momentum 0.01.
+const fn efficientnet_b(width: f64, depth: f64, norm: (f64, f64)) -> EfficientNetVariant {
+    EfficientNetVariant {
+        width,
+        depth,
+        stages: &EFFICIENTNET_B_STAGES,
+        last_channels: None,
+        norm,
+    }
+}
+
+/// torchvision's `efficientnet_v2_*`: BatchNorm eps 1e-3, a 1280-wide last conv.
+const fn efficientnet_v2(stages: &'static [EfficientNetStage]) -> EfficientNetVariant {
+    EfficientNetVariant {
+        width: 1.0,
+        depth: 1.0,
+        stages,
+        last_channels: Some(1280),
+        norm: (1e-3, 0.1),
+    }
+}
+
+const TORCH_NORM: (f64, f64) = (1e-5, 0.1);
+const TF_NORM: (f64, f64) = (1e-3, 0.01);
+
+/// MnasNet-B1's stacks after the stem's separable conv (torchvision's `_stack` calls):
+/// `(kernel, stride, expansion, repeats)`, output widths from [`MNASNET_DEPTHS`].
+const MNASNET_STACKS: [(usize, usize, usize, usize); 6] = [
+    (3, 2, 3, 3),
+    (5, 2, 3, 3),
+    (5, 2, 6, 3),
+    (3, 1, 6, 2),
+    (5, 2, 6, 4),
+    (3, 1, 6, 1),
+];
+
+/// MnasNet's widths at `alpha` 1.0: stem, separable conv, then each stack.
+const MNASNET_DEPTHS: [usize; 8] = [32, 16, 24, 40, 80, 96, 192, 320];
+
 impl MobileNetSpec {
     /// The concrete layer list of `architecture` at width multiplier `width_mult`.
     pub fn new(architecture: Architecture, width_mult: f64) -> crate::Result<Self> {
@@ -702,6 +969,46 @@ impl MobileNetSpec {
             Architecture::V4ConvLarge => Self::v4(architecture, &V4_CONV_LARGE, width_mult),
             Architecture::V4HybridMedium => Self::v4(architecture, &V4_HYBRID_MEDIUM, width_mult),
             Architecture::V4HybridLarge => Self::v4(architecture, &V4_HYBRID_LARGE, width_mult),
+            Architecture::EfficientNetB0 => {
+                Self::efficientnet(architecture, &efficientnet_b(1.0, 1.0, TORCH_NORM), width_mult)
+            }
+            Architecture::EfficientNetB1 => {
+                Self::efficientnet(architecture, &efficientnet_b(1.0, 1.1, TORCH_NORM), width_mult)
+            }
+            Architecture::EfficientNetB2 => {
+                Self::efficientnet(architecture, &efficientnet_b(1.1, 1.2, TORCH_NORM), width_mult)
+            }
+            Architecture::EfficientNetB3 => {
+                Self::efficientnet(architecture, &efficientnet_b(1.2, 1.4, TORCH_NORM), width_mult)
+            }
+            Architecture::EfficientNetB4 => {
+                Self::efficientnet(architecture, &efficientnet_b(1.4, 1.8, TORCH_NORM), width_mult)
+            }
+            Architecture::EfficientNetB5 => {
+                Self::efficientnet(architecture, &efficientnet_b(1.6, 2.2, TF_NORM), width_mult)
+            }
+            Architecture::EfficientNetB6 => {
+                Self::efficientnet(architecture, &efficientnet_b(1.8, 2.6, TF_NORM), width_mult)
+            }
+            Architecture::EfficientNetB7 => {
+                Self::efficientnet(architecture, &efficientnet_b(2.0, 3.1, TF_NORM), width_mult)
+            }
+            Architecture::EfficientNetV2S => Self::efficientnet(
+                architecture,
+                &efficientnet_v2(&EFFICIENTNET_V2_S_STAGES),
+                width_mult,
+            ),
+            Architecture::EfficientNetV2M => Self::efficientnet(
+                architecture,
+                &efficientnet_v2(&EFFICIENTNET_V2_M_STAGES),
+                width_mult,
+            ),
+            Architecture::EfficientNetV2L => Self::efficientnet(
+                architecture,
+                &efficientnet_v2(&EFFICIENTNET_V2_L_STAGES),
+                width_mult,
+            ),
+            Architecture::MnasNet => Self::mnasnet(width_mult),
         })
     }
 
@@ -902,6 +1209,123 @@ impl MobileNetSpec {
                 channels: 1280,
                 activation,
             }),
+            norm,
+        }
+    }
+
+    /// torchvision's EfficientNet: widths `make_divisible(c × width, 8)` with `width` the
+    /// variant's coefficient times `width_mult` (1.0 gives torchvision's model), depths
+    /// `ceil(n × depth)`, expansions `make_divisible(in × ratio, 8)`, squeeze-excitation
+    /// `max(1, in / 4)` wide with SiLU and a sigmoid gate, SiLU everywhere, the last conv
+    /// four times the body's output (B) or 1280 wide (V2).
+    fn efficientnet(
+        architecture: Architecture,
+        variant: &EfficientNetVariant,
+        width_mult: f64,
+    ) -> Self {
+        let width = variant.width * width_mult;
+        let adjust = |c: usize| make_divisible(c as f64 * width, 8);
+        let (epsilon, momentum) = variant.norm;
+        let norm = NormConfig::new()
+            .with_epsilon(epsilon)
+            .with_momentum(momentum);
+        let silu = Activation::Silu;
+        let stem = adjust(variant.stages[0].in_channels);
+        let mut in_channels = stem;
+        let mut stages = Vec::with_capacity(variant.stages.len());
+        for stage in variant.stages {
+            let out = adjust(stage.channels);
+            let repeats = (stage.repeats as f64 * variant.depth).ceil() as usize;
+            let blocks = (0..repeats).map(|i| {
+                let stride = if i == 0 { stage.stride } else { 1 };
+                let expanded = make_divisible(in_channels as f64 * stage.expansion, 8);
+                let block = match stage.fused {
+                    // Without expansion torchvision's FusedMBConv is one k×k conv.
+                    true => BlockConfig::FusedInvertedBottleneck(
+                        FusedInvertedBottleneckConfig::new(
+                            in_channels,
+                            if expanded == in_channels { out } else { expanded },
+                            out,
+                        )
+                        .with_projection(expanded != in_channels)
+                        .with_kernel_size(stage.kernel)
+                        .with_stride(stride)
+                        .with_activation(silu)
+                        .with_norm(norm),
+                    ),
+                    false => BlockConfig::InvertedResidual(
+                        InvertedResidualConfig::new(in_channels, expanded, out)
+                            .with_kernel_size(stage.kernel)
+                            .with_stride(stride)
+                            .with_squeeze_channels(Some((in_channels / 4).max(1)))
+                            .with_squeeze_activation(silu)
+                            .with_squeeze_gate(SqueezeGate::Sigmoid)
+                            .with_activation(silu)
+                            .with_norm(norm),
+                    ),
+                };
+                in_channels = out;
+                block
+            });
+            stages.push(blocks.collect());
+        }
+        Self {
+            architecture,
+            stem: LayerSpec {
+                channels: stem,
+                activation: silu,
+            },
+            stages,
+            last_conv: Some(LayerSpec {
+                channels: variant.last_channels.unwrap_or(4 * in_channels),
+                activation: silu,
+            }),
+            classifier_hidden: None,
+            head_conv: None,
+            norm,
+        }
+    }
+
+    /// torchvision's MnasNet-B1 at `alpha`: widths `make_divisible(d × alpha, 8)` (its
+    /// `_round_to_multiple_of` is the same rule), a separable conv after the stem (an
+    /// inverted residual without expansion), stacks of inverted residuals expanded exactly
+    /// (`in × t`, no rounding), ReLU, a 1280-wide last conv at every alpha, BatchNorm
+    /// momentum `1 - 0.9997`.
+    fn mnasnet(alpha: f64) -> Self {
+        let depths = MNASNET_DEPTHS.map(|d| make_divisible(d as f64 * alpha, 8));
+        let norm = NormConfig::new().with_momentum(1.0 - 0.9997);
+        let relu = Activation::Relu;
+        let separable = InvertedResidualConfig::new(depths[0], depths[0], depths[1])
+            .with_activation(relu)
+            .with_norm(norm);
+        let mut stages = vec![vec![BlockConfig::InvertedResidual(separable)]];
+        let mut in_channels = depths[1];
+        for (&(kernel, stride, expansion, repeats), &out) in MNASNET_STACKS.iter().zip(&depths[2..])
+        {
+            let blocks = (0..repeats).map(|i| {
+                let block = InvertedResidualConfig::new(in_channels, in_channels * expansion, out)
+                    .with_kernel_size(kernel)
+                    .with_stride(if i == 0 { stride } else { 1 })
+                    .with_activation(relu)
+                    .with_norm(norm);
+                in_channels = out;
+                BlockConfig::InvertedResidual(block)
+            });
+            stages.push(blocks.collect());
+        }
+        Self {
+            architecture: Architecture::MnasNet,
+            stem: LayerSpec {
+                channels: depths[0],
+                activation: relu,
+            },
+            stages,
+            last_conv: Some(LayerSpec {
+                channels: 1280,
+                activation: relu,
+            }),
+            classifier_hidden: None,
+            head_conv: None,
             norm,
         }
     }

@@ -15,7 +15,7 @@ use burn::tensor::backend::Backend;
 
 use super::mobilenet::{MobileNet, Unit};
 use super::spec::Block;
-use super::torchvision::TorchKeys;
+use super::torchvision::{TorchKeys, block_position};
 
 /// timm's `ConvNormAct` at `prefix`: `{prefix}.conv`, `{prefix}.bn`.
 fn conv_bn(prefix: &str) -> TorchKeys {
@@ -38,7 +38,7 @@ pub(super) fn timm_keys<B: Backend>(model: &MobileNet<B>, unit: &Unit) -> (Strin
     let path = unit.path.as_str();
     if let Some(index) = path.strip_prefix("blocks.") {
         let index: usize = index.parse().expect("block paths are blocks.{index}");
-        let (stage, within) = stage_position(&model.stage_lengths, index);
+        let (stage, within) = block_position(model, path);
         let keys = unit
             .layers
             .iter()
@@ -72,15 +72,4 @@ pub(super) fn timm_keys<B: Backend>(model: &MobileNet<B>, unit: &Unit) -> (Strin
         "classifier" => ("classifier".into(), keys(TorchKeys::At(String::new()))),
         other => unreachable!("MobileNetV4 unit {other} has no timm key"),
     }
-}
-
-/// The stage of the body block at `index` and its position there.
-fn stage_position(stage_lengths: &[usize], mut index: usize) -> (usize, usize) {
-    for (stage, &length) in stage_lengths.iter().enumerate() {
-        if index < length {
-            return (stage, index);
-        }
-        index -= length;
-    }
-    unreachable!("block index beyond the stages {stage_lengths:?}")
 }

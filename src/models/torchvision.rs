@@ -1,5 +1,7 @@
 //! PyTorch weight interchange: a [`MobileNet`]'s tensors under the key names and
-//! layouts of torchvision's `mobilenet_v2` / `mobilenet_v3_small` / `mobilenet_v3_large`.
+//! layouts of torchvision's `mobilenet_v2` / `mobilenet_v3_small` / `mobilenet_v3_large`,
+//! `efficientnet_b0` ... `efficientnet_v2_l` and `mnasnet*` (timm's for MobileNetV4, see
+//! `models/timm.rs`).
 //!
 //! Keys come from the model's own description ([`MobileNet::describe`]): each block lists
 //! its layers, and the numbering below gives each layer its torchvision key, so every
@@ -14,6 +16,13 @@
 //! | last 1×1 conv | `features.{blocks+1}` |
 //! | V2 classifier | `classifier.1` (`classifier.0` is dropout) |
 //! | V3 classifier | `classifier.0` (hidden linear), `classifier.3` |
+//!
+//! EfficientNet numbers its blocks by stage, `features.{s+1}.{j}.block.{k}` (parts as V3's;
+//! FusedMBConv: the k×k conv, then the projection if any), the last conv
+//! `features.{stages+1}`, the classifier `classifier.1`. MnasNet is one `layers` list: stem
+//! `layers.{0,1}`, its separable conv `layers.{3,4}` and `layers.{6,7}`, stack `s`
+//! `layers.{7+s}.{j}.layers.{0,1 | 3,4 | 6,7}`, last conv `layers.{14,15}`, classifier
+//! `classifier.1`.
 //!
 //! MobileNetV1 has no torchvision model; its layout here is our own, in the same style:
 //! `features.0` stem, `features.{i+1}.conv.0` depthwise conv+bn, `features.{i+1}.conv.1`
@@ -34,7 +43,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 
 use super::mobilenet::{MobileNet, MobileNetConfig, Unit};
-use super::spec::Architecture;
+use super::spec::{Architecture, Family};
 use crate::Error;
 use crate::nn::{LayerKind, WeightLayout, join};
 
@@ -192,8 +201,8 @@ impl StateDict {
         .map(|data| data.shape[0])
     }
 
-    /// What the keys and shapes look like: variant, stem width and class count, e.g.
-    /// "torchvision MobileNetV3-Small (stem 16 channels, 1000 classes)".
+    /// What the keys and shapes look like: family or variant, stem width and class count,
+    /// e.g. "torchvision MobileNetV3-Small (stem 16 channels, 1000 classes)".
     pub fn describe(&self) -> String {
         let has = |pattern: &str| self.tensors.keys().any(|k| k.contains(pattern));
         let last_feature = self
@@ -223,6 +232,33 @@ impl StateDict {
             return format!(
                 "a timm MobileNet with {stages} stages, {kind} blocks (stem {} channels, {classes} classes)",
                 rows("conv_stem.weight").map_or("?".into(), |c| c.to_string()),
+            );
+        }
+        if self.tensors.contains_key("layers.0.weight") {
+            return format!(
+                "torchvision MnasNet (stem {} channels, {classes} classes)",
+                rows("layers.0.weight").map_or("?".into(), |c| c.to_string()),
+            );
+        }
+        if has("features.1.0.block.") {
+            // Blocks are `features.{stage}.{j}.block`: count the distinct (stage, j) pairs.
+            let blocks: BTreeSet<(&str, &str)> = self
+                .tensors
+                .keys()
+                .filter_map(|k| {
+                    let mut parts = k.strip_prefix("features.")?.splitn(3, '.');
+                    let (stage, j, rest) = (parts.next()?, parts.next()?, parts.next()?);
+                    rest.starts_with("block.").then_some((stage, j))
+                })
+                .collect();
+            let kind = match has("features.1.0.block.1.fc1") {
+                true => "EfficientNet (B0-B7)",
+                false => "EfficientNetV2",
+            };
+            return format!(
+                "torchvision {kind} with {} blocks (stem {} channels, {classes} classes)",
+                blocks.len(),
+                rows("features.0.0.weight").map_or("?".into(), |c| c.to_string()),
             );
         }
         let variant = if has(".block.") {
@@ -457,12 +493,94 @@ fn torchvision_keys(
     }
 }
 
+/// torchvision's EfficientNet keys: `features.0` the stem, block `j` of stage `s` at
+/// `features.{s+1}.{j}.block` with its parts numbered in order (each conv+bn pair
+/// `{k}.0`/`{k}.1`, a squeeze-excitation `{k}.fc1`/`{k}.fc2`), the last conv after the
+/// stages, the classifier at `classifier.1` (after the dropout).
+fn efficientnet_keys<B: Backend>(model: &MobileNet<B>, unit: &Unit) -> (String, Vec<TorchKeys>) {
+    let single = |keys: TorchKeys| vec![keys; unit.layers.len()];
+    match unit.path.as_str() {
+        "stem" => ("features.0".into(), single(TorchKeys::conv_norm(""))),
+        "last_conv" => (
+            format!("features.{}", model.stage_lengths.len() + 1),
+            single(TorchKeys::conv_norm("")),
+        ),
+        "classifier" => ("classifier.1".into(), single(TorchKeys::At(String::new()))),
+        path => {
+            let (stage, within) = block_position(model, path);
+            let keys = unit
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(k, layer)| match layer.kind {
+                    LayerKind::SqueezeExcitation { .. } => TorchKeys::At(k.to_string()),
+                    _ => TorchKeys::conv_norm(&k.to_string()),
+                })
+                .collect();
+            (format!("features.{}.{within}.block", stage + 1), keys)
+        }
+    }
+}
+
+/// torchvision's MnasNet keys: one `layers` list, where the stem is `layers.{0, 1}`, the
+/// separable conv after it `layers.{3, 4}` (depthwise) and `layers.{6, 7}` (pointwise),
+/// stack `s` (stage `s` here) `layers.{7+s}` with its blocks' parts at `{j}.layers.{0, 1}`
+/// (expand), `{3, 4}` (depthwise) and `{6, 7}` (project), the last conv `layers.{14, 15}`;
+/// the classifier is `classifier.1`.
+fn mnasnet_keys<B: Backend>(model: &MobileNet<B>, unit: &Unit) -> (String, Vec<TorchKeys>) {
+    let pair = |conv: usize| TorchKeys::ConvNorm {
+        conv: conv.to_string(),
+        norm: (conv + 1).to_string(),
+    };
+    let single = |keys: TorchKeys| vec![keys; unit.layers.len()];
+    match unit.path.as_str() {
+        "stem" => ("layers".into(), single(pair(0))),
+        "last_conv" => ("layers".into(), single(pair(14))),
+        "classifier" => ("classifier.1".into(), single(TorchKeys::At(String::new()))),
+        path => {
+            let (stage, within) = block_position(model, path);
+            let keys = unit
+                .layers
+                .iter()
+                .map(|layer| match layer.path.as_str() {
+                    "expand" => pair(0),
+                    "depthwise" => pair(3),
+                    "project" => pair(6),
+                    part => unreachable!("MnasNet blocks have no {part:?} layer"),
+                })
+                .collect();
+            match stage {
+                0 => ("layers".into(), keys),
+                _ => (format!("layers.{}.{within}.layers", 7 + stage), keys),
+            }
+        }
+    }
+}
+
+/// The stage of the body block at unit path `blocks.{index}` and its position there.
+pub(super) fn block_position<B: Backend>(model: &MobileNet<B>, path: &str) -> (usize, usize) {
+    let mut index: usize = path
+        .strip_prefix("blocks.")
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| unreachable!("unit {path} is not a body block"));
+    for (stage, &length) in model.stage_lengths.iter().enumerate() {
+        if index < length {
+            return (stage, index);
+        }
+        index -= length;
+    }
+    unreachable!("block {path} beyond the stages {:?}", model.stage_lengths)
+}
+
 /// The key prefix of `unit` and the key suffixes of its layers in the model's PyTorch
-/// layout: torchvision's for V1–V3, timm's for V4 ([`super::timm`]).
+/// layout: torchvision's for V1–V3, EfficientNet and MnasNet, timm's for V4
+/// ([`super::timm`]).
 fn unit_keys<B: Backend>(model: &MobileNet<B>, unit: &Unit) -> (String, Vec<TorchKeys>) {
-    match model.architecture.is_timm() {
-        true => super::timm::timm_keys(model, unit),
-        false => torchvision_keys(
+    match model.architecture.family() {
+        Family::MobileNetV4 => super::timm::timm_keys(model, unit),
+        Family::EfficientNet => efficientnet_keys(model, unit),
+        Family::MnasNet => mnasnet_keys(model, unit),
+        Family::MobileNet => torchvision_keys(
             model.architecture,
             model.blocks.len(),
             model.classifier_hidden.is_some(),

@@ -14,7 +14,7 @@ use crate::kernels::DepthwiseBackend;
 pub struct FusedInvertedBottleneckConfig {
     /// Input channels.
     pub in_channels: usize,
-    /// Channels of the k×k expansion.
+    /// Channels of the k×k expansion (equal to `out_channels` without a projection).
     pub expanded_channels: usize,
     /// Output channels.
     pub out_channels: usize,
@@ -24,6 +24,10 @@ pub struct FusedInvertedBottleneckConfig {
     /// Stride of the expansion conv.
     #[config(default = 1)]
     pub stride: usize,
+    /// Whether a linear 1×1 projection follows the k×k conv; without one the k×k conv
+    /// maps `in → out` with its activation (torchvision's FusedMBConv at expansion 1).
+    #[config(default = true)]
+    pub projection: bool,
     /// Activation after the expansion.
     #[config(default = "Activation::Relu")]
     pub activation: Activation,
@@ -37,8 +41,8 @@ pub struct FusedInvertedBottleneckConfig {
 
 /// Fused inverted bottleneck (FusedIB; timm's `EdgeResidual`, EfficientNet-V2's
 /// FusedMBConv): the expansion and the depthwise conv of an inverted residual fused into one
-/// full k×k conv → linear 1×1 projection, plus the input when stride is 1 and the channel
-/// counts match. Cheaper than a depthwise pair on large early maps with few channels.
+/// full k×k conv → linear 1×1 projection (optional), plus the input when stride is 1 and
+/// the channel counts match. Cheaper than a depthwise pair on large early maps with few channels.
 ///
 /// - input: `[N, in_channels, H, W]`
 /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]`
@@ -47,7 +51,7 @@ pub struct FusedInvertedBottleneck<B: Backend> {
     /// Full k×k conv → BN → activation (`in → expanded`).
     pub expand: ConvNormAct<B>,
     /// Linear 1×1 projection (`expanded → out`), BN but no activation.
-    pub project: ConvNormAct<B>,
+    pub project: Option<ConvNormAct<B>>,
     /// Whether the input is added to the output.
     pub use_residual: bool,
     /// Stochastic depth rate of the branch (a constant).
@@ -66,6 +70,13 @@ impl FusedInvertedBottleneckConfig {
         device: &B::Device,
     ) -> crate::Result<FusedInvertedBottleneck<B>> {
         check_drop_path("FusedInvertedBottleneck", self.drop_path)?;
+        if !self.projection && self.expanded_channels != self.out_channels {
+            return Err(crate::Error::Config(format!(
+                "FusedInvertedBottleneck without a projection maps its input straight to \
+                 out_channels ({}), got expanded_channels {}",
+                self.out_channels, self.expanded_channels
+            )));
+        }
         Ok(FusedInvertedBottleneck {
             expand: ConvNormActConfig::new(
                 self.in_channels,
@@ -76,10 +87,15 @@ impl FusedInvertedBottleneckConfig {
             .with_activation(self.activation)
             .with_norm(self.norm)
             .try_init(device)?,
-            project: ConvNormActConfig::new(self.expanded_channels, self.out_channels, 1)
-                .with_activation(Activation::Identity)
-                .with_norm(self.norm)
-                .try_init(device)?,
+            project: self
+                .projection
+                .then(|| {
+                    ConvNormActConfig::new(self.expanded_channels, self.out_channels, 1)
+                        .with_activation(Activation::Identity)
+                        .with_norm(self.norm)
+                        .try_init(device)
+                })
+                .transpose()?,
             use_residual: self.stride == 1 && self.in_channels == self.out_channels,
             drop_path: self.drop_path,
         })
@@ -93,17 +109,18 @@ impl BodyBlockConfig for FusedInvertedBottleneckConfig {
 }
 
 impl<B: Backend> BodyBlock<B> for FusedInvertedBottleneck<B> {
-    /// Its layers in order: `expand`, `project`.
+    /// Its layers in order: `expand`, `project` (if any).
     fn layers(&self) -> Vec<LayerInfo> {
-        vec![
-            self.expand.describe("expand"),
-            self.project.describe("project"),
-        ]
+        let mut layers = vec![self.expand.describe("expand")];
+        if let Some(project) = &self.project {
+            layers.push(project.describe("project"));
+        }
+        layers
     }
 
     fn fuse_for_inference(mut self) -> Self {
         self.expand = self.expand.fuse_for_inference();
-        self.project = self.project.fuse_for_inference();
+        self.project = self.project.map(ConvNormAct::fuse_for_inference);
         self
     }
 
@@ -116,16 +133,17 @@ impl<B: Backend> BodyBlock<B> for FusedInvertedBottleneck<B> {
 }
 
 impl<B: DepthwiseBackend> FusedInvertedBottleneck<B> {
-    /// Expand, project, plus the input when the shapes allow.
+    /// Expand, project (if any), plus the input when the shapes allow.
     ///
     /// # Shapes
     /// - input: `[N, in_channels, H, W]`, a map in either layout (or an NCHW tensor)
     /// - output: `[N, out_channels, ceil(H / stride), ceil(W / stride)]`, same layout
     pub fn forward(&self, input: impl Into<FeatureMap<B>>) -> FeatureMap<B> {
         let input = input.into();
-        let x = self
-            .project
-            .forward_map(self.expand.forward_map(input.clone()));
+        let mut x = self.expand.forward_map(input.clone());
+        if let Some(project) = &self.project {
+            x = project.forward_map(x);
+        }
         match self.use_residual {
             true => residual(x, input, self.drop_path),
             false => x,

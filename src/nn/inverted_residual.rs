@@ -4,7 +4,7 @@ use burn::tensor::backend::Backend;
 
 use super::{
     Activation, BodyBlock, BodyBlockConfig, ConvNormAct, ConvNormActConfig, FeatureMap, LayerInfo,
-    NormConfig, SqueezeExcitation, SqueezeExcitationConfig,
+    NormConfig, SqueezeExcitation, SqueezeExcitationConfig, SqueezeGate,
 };
 use crate::kernels::DepthwiseBackend;
 
@@ -29,6 +29,12 @@ pub struct InvertedResidualConfig {
     /// Bottleneck width of a squeeze-excitation after the depthwise conv; `None` for none.
     #[config(default = "None")]
     pub squeeze_channels: Option<usize>,
+    /// Activation inside the squeeze-excitation (MobileNetV3's ReLU; EfficientNet's SiLU).
+    #[config(default = "Activation::Relu")]
+    pub squeeze_activation: Activation,
+    /// Gate of the squeeze-excitation (MobileNetV3's hard-sigmoid; EfficientNet's sigmoid).
+    #[config(default = "SqueezeGate::HardSigmoid")]
+    pub squeeze_gate: SqueezeGate,
     /// Activation of the expansion and depthwise layers (the projection is linear).
     #[config(default = "Activation::Relu6")]
     pub activation: Activation,
@@ -88,7 +94,12 @@ impl InvertedResidualConfig {
             .try_init(device)?;
         let squeeze_excite = self
             .squeeze_channels
-            .map(|squeeze| SqueezeExcitationConfig::new(expanded, squeeze).try_init(device))
+            .map(|squeeze| {
+                SqueezeExcitationConfig::new(expanded, squeeze)
+                    .with_activation(self.squeeze_activation)
+                    .with_gate(self.squeeze_gate)
+                    .try_init(device)
+            })
             .transpose()?;
         let project = ConvNormActConfig::new(expanded, self.out_channels, 1)
             .with_activation(Activation::Identity)

@@ -33,7 +33,7 @@ pub use mobile_attention::{
 pub use pointwise::{PointwiseConv2d, PointwiseConv2dConfig};
 pub use residual::{LayerScale, LayerScaleConfig, drop_path};
 pub use separable::{DepthwiseSeparableConv, DepthwiseSeparableConvConfig};
-pub use squeeze_excite::{SqueezeExcitation, SqueezeExcitationConfig};
+pub use squeeze_excite::{SqueezeExcitation, SqueezeExcitationConfig, SqueezeGate};
 pub use universal_inverted_bottleneck::{
     UniversalInvertedBottleneck, UniversalInvertedBottleneckConfig,
 };

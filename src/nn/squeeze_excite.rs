@@ -1,22 +1,57 @@
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::activation::{hard_sigmoid, relu};
+use burn::tensor::Tensor;
+use burn::tensor::activation::{hard_sigmoid, sigmoid};
 use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
 
-use super::{FeatureMap, LayerInfo, LayerKind, PointwiseConv2d, PointwiseConv2dConfig};
+use super::{
+    Activation, FeatureMap, LayerInfo, LayerKind, PointwiseConv2d, PointwiseConv2dConfig,
+};
+
+/// The function that turns a squeeze-excitation's logits into channel gates in `[0, 1]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum SqueezeGate {
+    /// `clamp(x / 6 + 0.5, 0, 1)` (MobileNetV3).
+    #[default]
+    HardSigmoid,
+    /// `1 / (1 + e^-x)` (EfficientNet).
+    Sigmoid,
+}
+
+impl SqueezeGate {
+    /// Applies the gate element-wise.
+    ///
+    /// # Shapes
+    /// - input: any shape
+    /// - output: the input's shape
+    pub fn forward<B: Backend, const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            SqueezeGate::HardSigmoid => hard_sigmoid(x, 1.0 / 6.0, 0.5),
+            SqueezeGate::Sigmoid => sigmoid(x),
+        }
+    }
+}
 
 /// Configuration of a [`SqueezeExcitation`].
 #[derive(Config, Debug)]
 pub struct SqueezeExcitationConfig {
     /// Channels of the feature map being re-weighted.
     pub channels: usize,
-    /// Width of the bottleneck (torchvision's MobileNetV3: `make_divisible(channels / 4, 8)`).
+    /// Width of the bottleneck (torchvision's MobileNetV3: `make_divisible(channels / 4, 8)`;
+    /// EfficientNet: a quarter of the block's input channels).
     pub squeeze_channels: usize,
+    /// Activation between the two 1×1 convs (ReLU in MobileNetV3, SiLU in EfficientNet).
+    #[config(default = "Activation::Relu")]
+    pub activation: Activation,
+    /// Gate after the second 1×1 conv.
+    #[config(default = "SqueezeGate::HardSigmoid")]
+    pub gate: SqueezeGate,
 }
 
-/// Squeeze-and-excitation with PyTorch's semantics (as in torchvision's MobileNetV3):
-/// global average pool → 1×1 conv → ReLU → 1×1 conv → hard-sigmoid (`x / 6 + 0.5`,
-/// clamped to [0, 1]) → channel-wise scale of the input.
+/// Squeeze-and-excitation with PyTorch's semantics (torchvision's `SqueezeExcitation`):
+/// global average pool → 1×1 conv → activation (ReLU) → 1×1 conv → gate (hard-sigmoid,
+/// `x / 6 + 0.5` clamped to [0, 1]) → channel-wise scale of the input.
 ///
 /// - input: `[N, C, H, W]`
 /// - output: `[N, C, H, W]`
@@ -26,6 +61,10 @@ pub struct SqueezeExcitation<B: Backend> {
     pub fc1: PointwiseConv2d<B>,
     /// `squeeze_channels → C`, with bias.
     pub fc2: PointwiseConv2d<B>,
+    /// Activation between the two convs (a constant).
+    pub activation: Activation,
+    /// Gate after the second conv (a constant).
+    pub gate: SqueezeGate,
 }
 
 impl SqueezeExcitationConfig {
@@ -41,6 +80,8 @@ impl SqueezeExcitationConfig {
                 .try_init(device)?,
             fc2: PointwiseConv2dConfig::new(self.squeeze_channels, self.channels)
                 .try_init(device)?,
+            activation: self.activation,
+            gate: self.gate,
         })
     }
 }
@@ -64,8 +105,10 @@ impl<B: Backend> SqueezeExcitation<B> {
     /// - output: `[N, channels, H, W]`, same layout
     pub fn forward(&self, input: impl Into<FeatureMap<B>>) -> FeatureMap<B> {
         let input = input.into();
-        let squeezed = relu(self.fc1.forward_vectors(input.spatial_mean()));
-        let scale = hard_sigmoid(self.fc2.forward_vectors(squeezed), 1.0 / 6.0, 0.5);
+        let squeezed = self
+            .activation
+            .forward(self.fc1.forward_vectors(input.spatial_mean()));
+        let scale = self.gate.forward(self.fc2.forward_vectors(squeezed));
         input.scale_channels(scale)
     }
 }

@@ -2,6 +2,7 @@
 
 mod common;
 mod cost;
+mod efficientnet;
 mod examples;
 mod kernels;
 #[cfg(feature = "train")]
@@ -10,6 +11,7 @@ mod loss;
 mod models;
 mod modules;
 mod norm_act;
+mod parity;
 mod pointwise;
 mod reproducibility;
 #[cfg(feature = "ndarray")]

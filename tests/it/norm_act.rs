@@ -14,11 +14,13 @@ use dwconv::nn::{Activation, batch_norm_act};
 
 use crate::common::{max_relative_diff, random_values, tensor, values};
 
-const ACTIVATIONS: [Activation; 4] = [
+const ACTIVATIONS: [Activation; 6] = [
     Activation::Relu,
     Activation::Relu6,
     Activation::HardSwish,
     Activation::Identity,
+    Activation::Gelu,
+    Activation::Silu,
 ];
 
 type AD = Autodiff<NdArray>;

@@ -292,6 +292,11 @@ mod rows {
                     let $deriv = |z: f32| Activation::Gelu.derivative_scalar(z);
                     $body
                 }
+                Activation::Silu => {
+                    let $act = |z: f32| Activation::Silu.apply_scalar(z);
+                    let $deriv = |z: f32| Activation::Silu.derivative_scalar(z);
+                    $body
+                }
             }
         };
     }
