@@ -177,7 +177,8 @@ fn median_ms(repeats: u32, mut f: impl FnMut()) -> f64 {
     )
 }
 
-/// A MobileNet (torchvision layout, width 1.0), a training step with SGD (momentum 0.9)
+/// A model at width 1.0 with its reference dropout and stochastic depth (as torchvision
+/// and timm build it), a training step with SGD (momentum 0.9)
 /// and inference on `batch` random `size`×`size` images, as `scripts/bench_torch.py` runs
 /// it, with the activations in `layout`.
 fn end_to_end<B: DepthwiseBackend>(
@@ -189,7 +190,7 @@ fn end_to_end<B: DepthwiseBackend>(
     batch: usize,
 ) -> EndToEnd {
     let device = device.clone();
-    let config = MobileNetConfig::new(architecture, E2E_CLASSES).with_layout(layout);
+    let config = MobileNetConfig::reference(architecture, E2E_CLASSES).with_layout(layout);
     let model = config.init::<Autodiff<B>>(&device);
     let layout = match model.layout() {
         Layout::ChannelsFirst => "nchw",

@@ -104,9 +104,10 @@ def peak_rss_mb():
 
 
 def build(arch):
-    """torchvision's model `arch`, or timm's for MobileNetV4 (`mobilenetv4_conv_small`, ...;
-    timm is imported only then), with their default drop rates (timm's 0, torchvision's 0.2
-    on the pooled features: negligible next to the network)."""
+    """torchvision's model `arch` (`mobilenet_v2`, `efficientnet_b0`, `mnasnet1_0`, ...), or
+    timm's for MobileNetV4 (`mobilenetv4_conv_small`, ...; timm is imported only then), with
+    their default drop rates (timm's 0; torchvision's 0.2 dropout on the pooled features,
+    and EfficientNet's stochastic depth 0.2, as dwconv's bench builds them)."""
     if arch.startswith("mobilenetv4"):
         import timm
         return timm.create_model(arch, num_classes=E2E_CLASSES)
@@ -161,7 +162,7 @@ def main():
     parser.add_argument("--e2e-batch", default="64",
                         help="comma-separated batch sizes, one end-to-end case each")
     parser.add_argument("--e2e-model", default="mobilenet_v2",
-                        help="comma-separated torchvision or timm models: mobilenet_v2, "
+                        help="comma-separated torchvision or timm models: mobilenet_v2, efficientnet_b0, "
                              "mobilenet_v3_small, mobilenet_v3_large, mobilenetv4_conv_small, ...")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--skip-layers", action="store_true")

@@ -152,8 +152,8 @@ pub fn config_from_args(args: &TrainArgs) -> Result<TrainingConfig, String> {
             (DataSource::Synthetic, args.num_classes as usize)
         }
     };
-    let model = MobileNetConfig::reference(architecture, num_classes)
-        .with_width_mult(args.width_mult);
+    let model =
+        MobileNetConfig::reference(architecture, num_classes).with_width_mult(args.width_mult);
     let model = match args.dropout {
         Some(dropout) => model.with_dropout(dropout),
         None => model,
@@ -162,8 +162,7 @@ pub fn config_from_args(args: &TrainArgs) -> Result<TrainingConfig, String> {
         Some(rate) => model.with_drop_path_rate(rate),
         None => model,
     };
-    let model = model
-        .with_norm_momentum(Some(args.bn_momentum));
+    let model = model.with_norm_momentum(Some(args.bn_momentum));
     Ok(TrainingConfig::new(model)
         .with_data(data)
         .with_image_size(args.image_size as usize)

@@ -50,9 +50,32 @@ fn erf(x: f32) -> f32 {
 }
 
 /// The logistic sigmoid `1 / (1 + e^-z)`.
-#[inline]
+#[inline(always)]
 fn logistic(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
+    1.0 / (1.0 + exp(-z))
+}
+
+/// `e^x` to within 2e-7 relative for `|x| < 87` (beyond, the value at ±87), without a
+/// branch or a call, so that the CPU kernels' row loops vectorise it: the C library's
+/// `expf` is a call per element, which took 17% of an EfficientNet-B0 training step.
+/// `x = n ln 2 + r` with `|r| <= ln 2 / 2`, `e^r` by its Taylor polynomial of degree 7,
+/// `2^n` written into the exponent bits.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    // 1.5 × 2^23: adding it rounds to an integer (ties to even) in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.0, 87.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (1.0 / 2.0
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 impl Activation {
@@ -104,7 +127,7 @@ impl Activation {
     }
 
     /// The activation of one value (the same function as [`Self::forward`]).
-    #[inline]
+    #[inline(always)]
     pub fn apply_scalar(&self, z: f32) -> f32 {
         match self {
             Activation::Relu => z.max(0.0),
@@ -117,7 +140,7 @@ impl Activation {
     }
 
     /// The derivative at one value (the same function as [`Self::derivative`]).
-    #[inline]
+    #[inline(always)]
     pub fn derivative_scalar(&self, z: f32) -> f32 {
         match self {
             Activation::Relu => f32::from(z > 0.0),
@@ -139,6 +162,39 @@ impl Activation {
                 let gate = logistic(z);
                 gate * (1.0 + z * (1.0 - gate))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_2e7_relative_of_f64() {
+        let mut worst = 0.0f64;
+        for i in -86_900..=86_900 {
+            let x = i as f32 * 1e-3;
+            let exact = f64::from(x).exp();
+            worst = worst.max((f64::from(exp(x)) - exact).abs() / exact);
+        }
+        assert!(worst < 2e-7, "worst relative error {worst:e}");
+        assert_eq!(exp(-1000.0), exp(-87.0));
+        assert!(exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn silu_derivative_matches_finite_differences() {
+        for i in -80..=80 {
+            let z = i as f64 * 0.1;
+            let h = 1e-3;
+            let f = |z: f64| Activation::Silu.apply_scalar(z as f32) as f64;
+            let numeric = (f(z + h) - f(z - h)) / (2.0 * h);
+            let analytic = Activation::Silu.derivative_scalar(z as f32) as f64;
+            assert!(
+                (numeric - analytic).abs() < 1e-3,
+                "silu'({z}): {analytic} vs {numeric}"
+            );
         }
     }
 }

@@ -53,7 +53,8 @@ pub enum Architecture {
     V4HybridMedium,
     /// MobileNetV4-Hybrid-Large (with Mobile MQA blocks, GELU), timm layout.
     #[serde(rename = "v4-hybrid-large")]
-    V4HybridLarge,    /// EfficientNet-B0 (Tan & Le 2019), torchvision layout.
+    V4HybridLarge,
+    /// EfficientNet-B0 (Tan & Le 2019), torchvision layout.
     #[serde(rename = "efficientnet-b0")]
     EfficientNetB0,
     /// EfficientNet-B1: B0 scaled in width and depth, torchvision layout.
@@ -969,21 +970,31 @@ impl MobileNetSpec {
             Architecture::V4ConvLarge => Self::v4(architecture, &V4_CONV_LARGE, width_mult),
             Architecture::V4HybridMedium => Self::v4(architecture, &V4_HYBRID_MEDIUM, width_mult),
             Architecture::V4HybridLarge => Self::v4(architecture, &V4_HYBRID_LARGE, width_mult),
-            Architecture::EfficientNetB0 => {
-                Self::efficientnet(architecture, &efficientnet_b(1.0, 1.0, TORCH_NORM), width_mult)
-            }
-            Architecture::EfficientNetB1 => {
-                Self::efficientnet(architecture, &efficientnet_b(1.0, 1.1, TORCH_NORM), width_mult)
-            }
-            Architecture::EfficientNetB2 => {
-                Self::efficientnet(architecture, &efficientnet_b(1.1, 1.2, TORCH_NORM), width_mult)
-            }
-            Architecture::EfficientNetB3 => {
-                Self::efficientnet(architecture, &efficientnet_b(1.2, 1.4, TORCH_NORM), width_mult)
-            }
-            Architecture::EfficientNetB4 => {
-                Self::efficientnet(architecture, &efficientnet_b(1.4, 1.8, TORCH_NORM), width_mult)
-            }
+            Architecture::EfficientNetB0 => Self::efficientnet(
+                architecture,
+                &efficientnet_b(1.0, 1.0, TORCH_NORM),
+                width_mult,
+            ),
+            Architecture::EfficientNetB1 => Self::efficientnet(
+                architecture,
+                &efficientnet_b(1.0, 1.1, TORCH_NORM),
+                width_mult,
+            ),
+            Architecture::EfficientNetB2 => Self::efficientnet(
+                architecture,
+                &efficientnet_b(1.1, 1.2, TORCH_NORM),
+                width_mult,
+            ),
+            Architecture::EfficientNetB3 => Self::efficientnet(
+                architecture,
+                &efficientnet_b(1.2, 1.4, TORCH_NORM),
+                width_mult,
+            ),
+            Architecture::EfficientNetB4 => Self::efficientnet(
+                architecture,
+                &efficientnet_b(1.4, 1.8, TORCH_NORM),
+                width_mult,
+            ),
             Architecture::EfficientNetB5 => {
                 Self::efficientnet(architecture, &efficientnet_b(1.6, 2.2, TF_NORM), width_mult)
             }
@@ -1244,7 +1255,11 @@ impl MobileNetSpec {
                     true => BlockConfig::FusedInvertedBottleneck(
                         FusedInvertedBottleneckConfig::new(
                             in_channels,
-                            if expanded == in_channels { out } else { expanded },
+                            if expanded == in_channels {
+                                out
+                            } else {
+                                expanded
+                            },
                             out,
                         )
                         .with_projection(expanded != in_channels)

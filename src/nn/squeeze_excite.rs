@@ -5,9 +5,7 @@ use burn::tensor::activation::{hard_sigmoid, sigmoid};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Activation, FeatureMap, LayerInfo, LayerKind, PointwiseConv2d, PointwiseConv2dConfig,
-};
+use super::{Activation, FeatureMap, LayerInfo, LayerKind, PointwiseConv2d, PointwiseConv2dConfig};
 
 /// The function that turns a squeeze-excitation's logits into channel gates in `[0, 1]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

@@ -7,7 +7,7 @@
 use burn::backend::NdArray;
 use burn::tensor::TensorData;
 use dwconv::Error;
-use dwconv::kernels::DepthwiseBackend;
+use dwconv::kernels::{DepthwiseBackend, Layout};
 use dwconv::models::{Architecture, MobileNetConfig};
 
 use crate::common::{in_a_process_of_its_own, test_on_every_backend};
@@ -33,12 +33,32 @@ fn cases() -> Vec<Case> {
         pth,
     };
     vec![
-        case(Architecture::EfficientNetB0, 0.5, "efficientnet_b0_w050", true),
-        case(Architecture::EfficientNetV2S, 0.25, "efficientnet_v2_s_w025", true),
+        case(
+            Architecture::EfficientNetB0,
+            0.5,
+            "efficientnet_b0_w050",
+            true,
+        ),
+        case(
+            Architecture::EfficientNetV2S,
+            0.25,
+            "efficientnet_v2_s_w025",
+            true,
+        ),
         case(Architecture::MnasNet, 1.0, "mnasnet_w100", false),
-        case(Architecture::EfficientNetB3, 0.25, "efficientnet_b3_w025", true),
+        case(
+            Architecture::EfficientNetB3,
+            0.25,
+            "efficientnet_b3_w025",
+            true,
+        ),
         case(Architecture::MnasNet, 0.5, "mnasnet_w050", true),
-        case(Architecture::EfficientNetV2M, 0.125, "efficientnet_v2_m_w0125", true),
+        case(
+            Architecture::EfficientNetV2M,
+            0.125,
+            "efficientnet_v2_m_w0125",
+            true,
+        ),
     ]
 }
 
@@ -73,9 +93,16 @@ fn efficientnet_logits_match_torchvision<B: DepthwiseBackend>(backend: &str) {
 }
 
 /// Train-mode logits, loss, input gradient and a gradient per block part of
-/// EfficientNet-B0 and V2-S within 1e-3 of torchvision's float64 values.
+/// EfficientNet-B0 within 1e-3 of torchvision's float64 values, and of V2-S on the CPU
+/// backends (channels-last by default; its FusedMBConvs are conv-norm-act pairs, whose
+/// CubeCL backward B0's stem and 1×1 convs and the V4 fixtures check, and each model costs
+/// lavapipe about ten seconds).
 fn efficientnet_gradients_match_torchvision<B: DepthwiseBackend>(backend: &str) {
-    gradients_match::<B>(backend, &cases()[..2]);
+    let count = match B::preferred_layout() {
+        Layout::ChannelsLast => 2,
+        Layout::ChannelsFirst => 1,
+    };
+    gradients_match::<B>(backend, &cases()[..count]);
 }
 
 test_on_every_backend!(
@@ -134,12 +161,16 @@ fn mismatched_weights_are_reported_key_by_key() {
         .load_torchvision(&mnasnet)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("torchvision MnasNet (stem 16 channels"), "{err}");
+    assert!(
+        err.contains("torchvision MnasNet (stem 16 channels"),
+        "{err}"
+    );
 }
 
 /// Eight AdamW steps on one synthetic batch lower EfficientNet-B0's (width 0.25, its
-/// reference stochastic depth 0.2) and MnasNet's (alpha 0.5) training loss by 5% on each
-/// backend.
+/// reference stochastic depth 0.2) and MnasNet's (alpha 0.5) training loss by 5%, on the
+/// CPU backends: on lavapipe the sixteen steps took 45 s, and the CubeCL backward of every
+/// layer is checked against torchvision by the gradient test above.
 fn efficientnet_short_training_lowers_the_loss<B: DepthwiseBackend>(backend: &str) {
     let configs = [
         MobileNetConfig::reference(Architecture::EfficientNetB0, 3)
@@ -152,7 +183,19 @@ fn efficientnet_short_training_lowers_the_loss<B: DepthwiseBackend>(backend: &st
     parity::eight_steps_lower_the_loss::<B>(backend, &configs);
 }
 
-test_on_every_backend!(efficientnet_short_training_lowers_the_loss);
+mod efficientnet_short_training_lowers_the_loss {
+    #[cfg(feature = "ndarray")]
+    #[test]
+    fn ndarray() {
+        super::efficientnet_short_training_lowers_the_loss::<burn::backend::NdArray>("ndarray")
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn flex() {
+        super::efficientnet_short_training_lowers_the_loss::<burn::backend::Flex>("flex")
+    }
+}
 
 /// Same seed, same bits for EfficientNet-B0 through the whole training pipeline, drop
 /// path included.

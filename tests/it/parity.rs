@@ -18,9 +18,7 @@ use dwconv::models::{MobileNet, MobileNetConfig, StateDict};
 use dwconv::nn::CrossEntropyLossConfig;
 use dwconv::train::{RunOptions, TrainingConfig, files, run};
 
-use crate::common::{
-    assert_parameter_gradients, assert_relative, fixture, scratch_dir, values,
-};
+use crate::common::{assert_parameter_gradients, assert_relative, fixture, scratch_dir, values};
 
 /// A model configuration and the stem of its fixture files.
 pub struct Case {
