@@ -271,3 +271,36 @@ pub fn conv2d_nchw_to_nhwc<B: Backend>(
         TO_NHWC,
     )
 }
+
+/// [`DepthwiseBackend::conv2d_nhwc`](super::DepthwiseBackend::conv2d_nhwc) as Burn's
+/// `conv2d` (`groups = 1`) between permutes.
+pub fn conv2d_nhwc<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    options: DepthwiseOptions,
+) -> FloatTensor<B> {
+    conv2d_nchw_to_nhwc::<B>(permute::<B>(x, TO_NCHW), weight, bias, options)
+}
+
+/// [`DepthwiseBackend::conv2d_nhwc_backward`](super::DepthwiseBackend::conv2d_nhwc_backward)
+/// as Burn's `conv2d` backward ops between permutes.
+pub fn conv2d_nhwc_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: DepthwiseOptions,
+    wanted: WantedGrads,
+) -> DepthwiseGrads<B> {
+    let conv = options.to_conv_options(1);
+    let (x, dy) = (permute::<B>(x, TO_NCHW), permute::<B>(output_grad, TO_NCHW));
+    DepthwiseGrads::each(
+        wanted,
+        || {
+            let dx = B::conv2d_x_backward(x.clone(), weight.clone(), dy.clone(), conv.clone());
+            permute::<B>(dx, TO_NHWC)
+        },
+        || B::conv2d_weight_backward(x.clone(), weight.clone(), dy.clone(), conv.clone()),
+        || bias_backward::<B>(dy.clone()),
+    )
+}

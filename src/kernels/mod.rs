@@ -267,6 +267,35 @@ pub trait DepthwiseBackend: Backend + NormActBackend + PointwiseBackend {
         fallback::conv2d_nchw_to_nhwc::<Self>(x, weight, bias, options)
     }
 
+    /// A dense (`groups = 1`) convolution on channels-last maps: `x [N, H, W, C_in]`,
+    /// `weight [C_out, C_in, kh, kw]`, `bias [C_out]` → `[N, OH, OW, C_out]` (the k×k
+    /// convs inside a channels-last network: MobileNetV4's `cn` blocks, FusedMBConv, and
+    /// the stem, whose channels-last view of NCHW images the CPU kernels read as a copy).
+    /// The default is Burn's `conv2d` between permutes; the CPU kernels compute it as
+    /// im2col GEMMs; `Autodiff` tracks it with [`Self::conv2d_nhwc_backward`].
+    fn conv2d_nhwc(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: DepthwiseOptions,
+    ) -> FloatTensor<Self> {
+        fallback::conv2d_nhwc::<Self>(x, weight, bias, options)
+    }
+
+    /// The gradients `wanted` of [`Self::conv2d_nhwc`]: the input's `[N, H, W, C_in]`, the
+    /// weight's `[C_out, C_in, kh, kw]`, the bias's `[C_out]`. The default is Burn's
+    /// `conv2d` backward ops between permutes; the CPU kernels scatter `dY · W` back onto
+    /// the input (col2im) and sum `dYᵀ · cols` for the weight.
+    fn conv2d_nhwc_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: DepthwiseOptions,
+        wanted: WantedGrads,
+    ) -> DepthwiseGrads<Self> {
+        fallback::conv2d_nhwc_backward::<Self>(x, weight, output_grad, options, wanted)
+    }
+
     /// Channels-last gradient with respect to the input: `[N, H, W, C]`.
     fn depthwise_conv2d_nhwc_x_backward(
         x: FloatTensor<Self>,
@@ -369,9 +398,10 @@ impl WantedGrads {
 pub struct DepthwiseGrads<B: Backend> {
     /// With respect to the input, in the input's layout.
     pub x: Option<FloatTensor<B>>,
-    /// With respect to the weight, `[C*m, 1, kh, kw]`.
+    /// With respect to the weight, in the weight's shape (`[C*m, 1, kh, kw]` for a
+    /// depthwise conv).
     pub weight: Option<FloatTensor<B>>,
-    /// With respect to the bias, `[C*m]`.
+    /// With respect to the bias, `[C_out]`.
     pub bias: Option<FloatTensor<B>>,
 }
 
@@ -512,6 +542,30 @@ pub fn try_depthwise_conv2d_nhwc<B: DepthwiseBackend>(
         options,
     );
     Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+/// A dense (`groups = 1`) convolution of channels-last maps
+/// ([`DepthwiseBackend::conv2d_nhwc`]), with the crate's backward under `Autodiff`.
+/// Shapes are Burn's `conv2d`'s to check (it names a mismatch).
+///
+/// # Shapes
+/// - x: `[N, H, W, C_in]`
+/// - weight: `[C_out, C_in, kh, kw]`
+/// - bias: `[C_out]`
+/// - output: `[N, OH, OW, C_out]`
+pub fn conv2d_nhwc<B: DepthwiseBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: DepthwiseOptions,
+) -> Tensor<B, 4> {
+    let out = B::conv2d_nhwc(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.map(|b| b.into_primitive().tensor()),
+        options,
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
 /// A dense (`groups = 1`) convolution of an NCHW input with its output channels-last

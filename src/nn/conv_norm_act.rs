@@ -11,8 +11,7 @@ use super::{
     LayerKind, PointwiseConv2d, PointwiseConv2dConfig, WeightLayout,
 };
 use crate::kernels::{
-    DepthwiseBackend, DepthwiseOptions, Layout, TO_NCHW, TO_NHWC, conv2d_nchw_to_nhwc,
-    reshape_dense,
+    DepthwiseBackend, DepthwiseOptions, Layout, TO_NCHW, TO_NHWC, conv2d_nhwc, reshape_dense,
 };
 
 /// BatchNorm settings (torchvision's names and meaning).
@@ -161,10 +160,9 @@ impl<B: DepthwiseBackend> ConvLayer<B> {
         }
     }
 
-    /// The convolution on channels-last maps. The general convolution (the 3-channel stem)
-    /// reads its input as NCHW (a channels-last view of NCHW images is the images again)
-    /// and writes channels-last ([`conv2d_nchw_to_nhwc`]; Burn's `conv2d` and a permute
-    /// for grouped or asymmetrically padded ones).
+    /// The convolution on channels-last maps. A dense convolution runs on
+    /// [`conv2d_nhwc`] (the crate's kernels and backward on the CPU backends); a grouped or
+    /// asymmetrically padded one through Burn's `conv2d` between permutes.
     ///
     /// # Shapes
     /// - input: `[N, H, W, in_channels]`
@@ -172,7 +170,6 @@ impl<B: DepthwiseBackend> ConvLayer<B> {
     pub fn forward_channels_last(&self, input: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {
             ConvLayer::Standard(conv) => {
-                let input = input.permute(TO_NCHW);
                 let padding = match conv.padding {
                     PaddingConfig2d::Valid => Some([0, 0]),
                     PaddingConfig2d::Explicit(top, left, bottom, right)
@@ -183,13 +180,13 @@ impl<B: DepthwiseBackend> ConvLayer<B> {
                     _ => None,
                 };
                 match padding {
-                    Some(padding) if conv.groups == 1 => conv2d_nchw_to_nhwc(
+                    Some(padding) if conv.groups == 1 => conv2d_nhwc(
                         input,
                         conv.weight.val(),
                         conv.bias.as_ref().map(|b| b.val()),
                         DepthwiseOptions::new(conv.stride, padding, conv.dilation),
                     ),
-                    _ => conv.forward(input).permute(TO_NHWC),
+                    _ => conv.forward(input.permute(TO_NCHW)).permute(TO_NHWC),
                 }
             }
             ConvLayer::Depthwise(conv) => conv.forward_channels_last(input),

@@ -574,9 +574,92 @@ fn cases_cover_the_required_space() {
     assert!(gpu.len() <= CASES / 3, "{} GPU cases", gpu.len());
 }
 
+/// The dense channels-last conv (`conv2d_nhwc`: the crate's im2col kernels and backward on
+/// the CPU backends) against Burn's own `conv2d` on the same backend between permutes:
+/// the output, and under `Autodiff` the gradients of `Σ y·r` for the input, weight and
+/// bias, within 1e-4 of the largest value. Strides 1 and 2, padding 0 to 2, dilation 2, a
+/// 3-channel stem-like input and 1×1 maps.
+fn dense_channels_last_conv_matches_burn_conv2d<B: DepthwiseBackend>(backend: &str) {
+    use burn::tensor::module::conv2d;
+    type A<B> = Autodiff<B>;
+    let device: B::Device = Default::default();
+    let cases = [
+        // (input [N, H, W, C_in], C_out, [kh, kw], stride, padding, dilation)
+        ([2, 9, 7, 5], 6, [3, 3], [1, 1], [1, 1], [1, 1]),
+        ([3, 8, 8, 3], 4, [3, 3], [2, 2], [1, 1], [1, 1]),
+        ([1, 6, 10, 4], 5, [3, 1], [2, 1], [0, 0], [1, 1]),
+        ([2, 7, 7, 6], 3, [3, 3], [1, 1], [2, 2], [2, 2]),
+        ([2, 1, 1, 8], 7, [3, 3], [1, 1], [1, 1], [1, 1]),
+    ];
+    for (seed, (input, cout, kernel, stride, padding, dilation)) in cases.into_iter().enumerate() {
+        let seed = seed as u64 * 10;
+        let [n, h, w, cin] = input;
+        let options = DepthwiseOptions::new(stride, padding, dilation);
+        let x_values = random_values(seed, n * h * w * cin);
+        let w_values = random_values(seed + 1, cout * cin * kernel[0] * kernel[1]);
+        let b_values = random_values(seed + 2, cout);
+        let leaves = || {
+            (
+                tensor::<A<B>, 4>(&x_values, input, &device).require_grad(),
+                tensor::<A<B>, 4>(&w_values, [cout, cin, kernel[0], kernel[1]], &device)
+                    .require_grad(),
+                tensor::<A<B>, 1>(&b_values, [cout], &device).require_grad(),
+            )
+        };
+        let what = format!("{backend} dense conv {input:?} -> {cout}, {options:?}");
+        let (x, weight, bias) = leaves();
+        let ours =
+            dwconv::kernels::conv2d_nhwc(x.clone(), weight.clone(), Some(bias.clone()), options);
+        let (rx, rweight, rbias) = leaves();
+        let burn = conv2d(
+            rx.clone().permute([0, 3, 1, 2]),
+            rweight.clone(),
+            Some(rbias.clone()),
+            options.to_conv_options(1),
+        )
+        .permute([0, 2, 3, 1]);
+        assert_eq!(ours.dims(), burn.dims(), "{what}");
+        let expected = f64s(&values(burn.clone()));
+        assert_close(
+            &format!("{what} output"),
+            &values(ours.clone()),
+            &expected,
+            1e-4,
+        );
+        let r = tensor::<A<B>, 4>(
+            &random_values(seed + 3, expected.len()),
+            ours.dims(),
+            &device,
+        );
+        let grads = (ours * r.clone()).sum().backward();
+        let burn_grads = (burn * r).sum().backward();
+        for (part, got, want) in [
+            (
+                "input",
+                x.grad(&grads).map(values),
+                rx.grad(&burn_grads).map(values),
+            ),
+            (
+                "weight",
+                weight.grad(&grads).map(values),
+                rweight.grad(&burn_grads).map(values),
+            ),
+            (
+                "bias",
+                bias.grad(&grads).map(values),
+                rbias.grad(&burn_grads).map(values),
+            ),
+        ] {
+            let (got, want) = (got.expect("our gradient"), want.expect("Burn's gradient"));
+            assert_close(&format!("{what} {part} gradient"), &got, &f64s(&want), 1e-4);
+        }
+    }
+}
+
 test_on_every_backend!(
     depthwise_matches_reference,
-    one_call_backward_matches_the_three_ops
+    one_call_backward_matches_the_three_ops,
+    dense_channels_last_conv_matches_burn_conv2d
 );
 
 /// The stock grouped-conv path (the trait's default methods), the fallback for other

@@ -51,7 +51,7 @@ fn last_index(rows: usize, cols: usize, row_stride: usize, col_stride: usize) ->
 }
 
 /// `c = a · b + beta · c`, where `c` is a dense row-major `a.rows × b.cols` matrix.
-fn gemm(a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
+pub(super) fn gemm(a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
     if a.cols == 0 {
         c.iter_mut().for_each(|v| *v *= beta);
     }

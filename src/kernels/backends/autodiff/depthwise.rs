@@ -1,5 +1,6 @@
-//! `DepthwiseBackend` for `Autodiff<B>`: one backward node per depthwise call that calls
-//! the inner backend's backward ops (so a fast inner backend is fast in training too).
+//! `DepthwiseBackend` for `Autodiff<B>`: one backward node per depthwise (or dense
+//! channels-last) conv call that calls the inner backend's backward ops (so a fast inner
+//! backend is fast in training too).
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::NodeId;
@@ -11,9 +12,18 @@ use burn::tensor::ops::FloatTensor;
 
 use crate::kernels::{DepthwiseBackend, DepthwiseGrads, DepthwiseOptions, Layout, WantedGrads};
 
-/// What the backward pass needs: the forward's input and weight, the options, and
-/// whether the call was channels-first or channels-last.
-type SavedState<B> = (FloatTensor<B>, FloatTensor<B>, DepthwiseOptions, Layout);
+/// Which convolution a node records.
+#[derive(Clone, Copy, Debug)]
+enum ConvKind {
+    /// A depthwise conv in this layout.
+    Depthwise(Layout),
+    /// A dense (`groups = 1`) conv of channels-last maps.
+    DenseChannelsLast,
+}
+
+/// What the backward pass needs: the forward's input and weight, the options, and which
+/// convolution the call was.
+type SavedState<B> = (FloatTensor<B>, FloatTensor<B>, DepthwiseOptions, ConvKind);
 
 #[derive(Debug)]
 struct DepthwiseWithBias;
@@ -24,7 +34,7 @@ struct DepthwiseNoBias;
 /// Registers the gradients of whichever parents (input, weight, bias) are tracked.
 fn register_grads<B: DepthwiseBackend>(
     [node_x, node_weight, node_bias]: [Option<&NodeId>; 3],
-    (x, weight, options, layout): SavedState<B>,
+    (x, weight, options, kind): SavedState<B>,
     output_grad: FloatTensor<B>,
     grads: &mut Gradients,
 ) {
@@ -33,12 +43,15 @@ fn register_grads<B: DepthwiseBackend>(
         weight: node_weight.is_some(),
         bias: node_bias.is_some(),
     };
-    let computed = match layout {
+    let computed = match kind {
+        ConvKind::DenseChannelsLast => {
+            B::conv2d_nhwc_backward(x, weight, output_grad, options, wanted)
+        }
         // One call, so that the CPU kernels make one pass over the output gradient.
-        Layout::ChannelsLast => {
+        ConvKind::Depthwise(Layout::ChannelsLast) => {
             B::depthwise_conv2d_nhwc_backward(x, weight, output_grad, options, wanted)
         }
-        Layout::ChannelsFirst => DepthwiseGrads::each(
+        ConvKind::Depthwise(Layout::ChannelsFirst) => DepthwiseGrads::each(
             wanted,
             || {
                 B::depthwise_conv2d_x_backward(
@@ -70,27 +83,30 @@ fn register_grads<B: DepthwiseBackend>(
     }
 }
 
-/// The inner backend's forward in `layout`.
+/// The inner backend's forward of `kind`.
 fn inner_forward<B: DepthwiseBackend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     bias: Option<FloatTensor<B>>,
     options: DepthwiseOptions,
-    layout: Layout,
+    kind: ConvKind,
 ) -> FloatTensor<B> {
-    match layout {
-        Layout::ChannelsFirst => B::depthwise_conv2d(x, weight, bias, options),
-        Layout::ChannelsLast => B::depthwise_conv2d_nhwc(x, weight, bias, options),
+    match kind {
+        ConvKind::Depthwise(Layout::ChannelsFirst) => B::depthwise_conv2d(x, weight, bias, options),
+        ConvKind::Depthwise(Layout::ChannelsLast) => {
+            B::depthwise_conv2d_nhwc(x, weight, bias, options)
+        }
+        ConvKind::DenseChannelsLast => B::conv2d_nhwc(x, weight, bias, options),
     }
 }
 
-/// One tracked forward in `layout`: the node with or without the bias parent.
+/// One tracked forward of `kind`: the node with or without the bias parent.
 fn tracked_forward<B: DepthwiseBackend, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     bias: Option<FloatTensor<Autodiff<B, C>>>,
     options: DepthwiseOptions,
-    layout: Layout,
+    kind: ConvKind,
 ) -> FloatTensor<Autodiff<B, C>> {
     match bias {
         Some(bias) => {
@@ -103,11 +119,11 @@ fn tracked_forward<B: DepthwiseBackend, C: CheckpointStrategy>(
                 weight.primitive.clone(),
                 Some(bias.primitive),
                 options,
-                layout,
+                kind,
             );
             match prep {
                 OpsKind::Tracked(prep) => {
-                    prep.finish((x.primitive, weight.primitive, options, layout), output)
+                    prep.finish((x.primitive, weight.primitive, options, kind), output)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(output),
             }
@@ -122,11 +138,11 @@ fn tracked_forward<B: DepthwiseBackend, C: CheckpointStrategy>(
                 weight.primitive.clone(),
                 None,
                 options,
-                layout,
+                kind,
             );
             match prep {
                 OpsKind::Tracked(prep) => {
-                    prep.finish((x.primitive, weight.primitive, options, layout), output)
+                    prep.finish((x.primitive, weight.primitive, options, kind), output)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(output),
             }
@@ -172,6 +188,18 @@ impl<B: DepthwiseBackend> Backward<B, 2> for DepthwiseNoBias {
     }
 }
 
+/// The inner backend's gradients as untracked tensors of the autodiff backend.
+fn untracked<B: DepthwiseBackend, C: CheckpointStrategy>(
+    inner: DepthwiseGrads<B>,
+) -> DepthwiseGrads<Autodiff<B, C>> {
+    let untracked = <Autodiff<B, C> as burn::tensor::backend::AutodiffBackend>::from_inner;
+    DepthwiseGrads {
+        x: inner.x.map(untracked),
+        weight: inner.weight.map(untracked),
+        bias: inner.bias.map(untracked),
+    }
+}
+
 impl<B: DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for Autodiff<B, C> {
     fn depthwise_conv2d(
         x: FloatTensor<Self>,
@@ -179,7 +207,13 @@ impl<B: DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for Autodiff<B
         bias: Option<FloatTensor<Self>>,
         options: DepthwiseOptions,
     ) -> FloatTensor<Self> {
-        tracked_forward::<B, C>(x, weight, bias, options, Layout::ChannelsFirst)
+        tracked_forward::<B, C>(
+            x,
+            weight,
+            bias,
+            options,
+            ConvKind::Depthwise(Layout::ChannelsFirst),
+        )
     }
 
     fn depthwise_conv2d_nhwc(
@@ -188,7 +222,22 @@ impl<B: DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for Autodiff<B
         bias: Option<FloatTensor<Self>>,
         options: DepthwiseOptions,
     ) -> FloatTensor<Self> {
-        tracked_forward::<B, C>(x, weight, bias, options, Layout::ChannelsLast)
+        tracked_forward::<B, C>(
+            x,
+            weight,
+            bias,
+            options,
+            ConvKind::Depthwise(Layout::ChannelsLast),
+        )
+    }
+
+    fn conv2d_nhwc(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: DepthwiseOptions,
+    ) -> FloatTensor<Self> {
+        tracked_forward::<B, C>(x, weight, bias, options, ConvKind::DenseChannelsLast)
     }
 
     fn preferred_layout() -> Layout {
@@ -247,11 +296,23 @@ impl<B: DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for Autodiff<B
             options,
             wanted,
         );
-        let untracked = <Self as burn::tensor::backend::AutodiffBackend>::from_inner;
-        DepthwiseGrads {
-            x: inner.x.map(untracked),
-            weight: inner.weight.map(untracked),
-            bias: inner.bias.map(untracked),
-        }
+        untracked::<B, C>(inner)
+    }
+
+    fn conv2d_nhwc_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: DepthwiseOptions,
+        wanted: WantedGrads,
+    ) -> DepthwiseGrads<Self> {
+        let inner = B::conv2d_nhwc_backward(
+            x.primitive,
+            weight.primitive,
+            output_grad.primitive,
+            options,
+            wanted,
+        );
+        untracked::<B, C>(inner)
     }
 }

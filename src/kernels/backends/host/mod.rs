@@ -17,8 +17,8 @@ use crate::kernels::pointwise::{
     fallback_x_backward as fallback_pointwise_x_backward,
 };
 use crate::kernels::{
-    Activation, DepthwiseBackend, DepthwiseGrads, DepthwiseOptions, DepthwiseShape, NormActBackend,
-    PointwiseBackend, WantedGrads, cpu, fallback, fallback_batch_norm_act,
+    Activation, DepthwiseBackend, DepthwiseGrads, DepthwiseOptions, DepthwiseShape, Layout,
+    NormActBackend, PointwiseBackend, WantedGrads, cpu, fallback, fallback_batch_norm_act,
     fallback_batch_norm_act_backward, fallback_channel_affine_act, primitive_dims,
 };
 
@@ -200,30 +200,52 @@ pub(crate) fn forward_nhwc<B: HostTensors + DepthwiseBackend>(
     }
 }
 
-/// [`DepthwiseBackend::conv2d_nchw_to_nhwc`] on the CPU kernel: im2col GEMMs into
-/// channels-last rows (`f32`); Burn's `conv2d` for other dtypes.
-pub(crate) fn conv2d_nchw_to_nhwc<B: HostTensors>(
-    x: FloatTensor<B>,
-    weight: FloatTensor<B>,
-    bias: Option<FloatTensor<B>>,
+/// The geometry of a dense conv of `x` (in `input_layout`) by `weight`, or `None` when
+/// the shapes do not fit (Burn's `conv2d`, which the fallbacks call, then names the
+/// mismatch).
+fn dense_geometry<B: Backend>(
+    x: &FloatTensor<B>,
+    weight: &FloatTensor<B>,
     options: DepthwiseOptions,
-) -> FloatTensor<B> {
-    let [batch, cin, h, w] = primitive_dims::<B>(&x);
-    let [cout, weight_in, kh, kw] = primitive_dims::<B>(&weight);
-    let output = options.output_size([h, w], [kh, kw]);
-    let (Some(output), true) = (output, weight_in == cin) else {
-        // Burn's conv2d names the mismatch.
-        return fallback::conv2d_nchw_to_nhwc::<B>(x, weight, bias, options);
+    input_layout: Layout,
+) -> Option<cpu::conv::DenseConvShape> {
+    let [batch, cin, h, w] = match input_layout {
+        Layout::ChannelsFirst => primitive_dims::<B>(x),
+        Layout::ChannelsLast => {
+            let [n, h, w, c] = primitive_dims::<B>(x);
+            [n, c, h, w]
+        }
     };
-    let s = cpu::conv::DenseConvShape {
+    let [cout, weight_in, kh, kw] = primitive_dims::<B>(weight);
+    let output = options.output_size([h, w], [kh, kw])?;
+    (weight_in == cin).then_some(cpu::conv::DenseConvShape {
         batch,
         channels: [cin, cout],
         input: [h, w],
         kernel: [kh, kw],
         output,
         options,
+        input_layout,
+    })
+}
+
+/// [`DepthwiseBackend::conv2d_nchw_to_nhwc`] and [`DepthwiseBackend::conv2d_nhwc`] on the
+/// CPU kernel: im2col GEMMs into channels-last rows (`f32`); Burn's `conv2d` otherwise.
+pub(crate) fn dense_forward<B: HostTensors>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    options: DepthwiseOptions,
+    input_layout: Layout,
+) -> FloatTensor<B> {
+    let fallback = |x, weight, bias| match input_layout {
+        Layout::ChannelsFirst => fallback::conv2d_nchw_to_nhwc::<B>(x, weight, bias, options),
+        Layout::ChannelsLast => fallback::conv2d_nhwc::<B>(x, weight, bias, options),
     };
-    let shape = [batch, output[0], output[1], cout];
+    let Some(s) = dense_geometry::<B>(&x, &weight, options, input_layout) else {
+        return fallback(x, weight, bias);
+    };
+    let shape = [s.batch, s.output[0], s.output[1], s.channels[1]];
     // SAFETY: the dense forward writes every element of its output.
     let out = unsafe {
         forward_into::<B>(
@@ -236,7 +258,48 @@ pub(crate) fn conv2d_nchw_to_nhwc<B: HostTensors>(
     };
     match out {
         Some(out) => B::from_f32(out, shape),
-        None => fallback::conv2d_nchw_to_nhwc::<B>(x, weight, bias, options),
+        None => fallback(x, weight, bias),
+    }
+}
+
+/// [`DepthwiseBackend::conv2d_nhwc_backward`] on the CPU kernel (`f32`).
+pub(crate) fn dense_backward_nhwc<B: HostTensors>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: DepthwiseOptions,
+    wanted: WantedGrads,
+) -> DepthwiseGrads<B> {
+    let Some(s) = dense_geometry::<B>(&x, &weight, options, Layout::ChannelsLast) else {
+        return fallback::conv2d_nhwc_backward::<B>(x, weight, output_grad, options, wanted);
+    };
+    let [cin, cout] = s.channels;
+    let x_shape = [s.batch, s.input[0], s.input[1], cin];
+    let weight_shape = [cout, cin, s.kernel[0], s.kernel[1]];
+    let mut x_grad = wanted.x.then(|| vec![0.0f32; x_shape.iter().product()]);
+    let mut weight_grad = wanted
+        .weight
+        .then(|| vec![0.0f32; weight_shape.iter().product()]);
+    let mut bias_grad = wanted.bias.then(|| vec![0.0f32; cout]);
+    let done = B::with_f32(&x, |xs| {
+        B::with_f32(&weight, |ws| {
+            B::with_f32(&output_grad, |gs| {
+                let grads = cpu::conv::DenseGradients {
+                    x: x_grad.as_deref_mut(),
+                    weight: weight_grad.as_deref_mut(),
+                    bias: bias_grad.as_deref_mut(),
+                };
+                cpu::conv::backward_nhwc(&s, xs, ws, gs, grads)
+            })
+        })
+    });
+    match done.flatten().flatten() {
+        Some(()) => DepthwiseGrads {
+            x: x_grad.map(|g| B::from_f32(g, x_shape)),
+            weight: weight_grad.map(|g| B::from_f32(g, weight_shape)),
+            bias: bias_grad.map(B::from_f32_vec),
+        },
+        None => fallback::conv2d_nhwc_backward::<B>(x, weight, output_grad, options, wanted),
     }
 }
 
@@ -622,7 +685,32 @@ macro_rules! impl_depthwise_on_host {
                 bias: Option<FloatTensor<Self>>,
                 options: $crate::kernels::DepthwiseOptions,
             ) -> FloatTensor<Self> {
-                $crate::kernels::backends::host::conv2d_nchw_to_nhwc::<Self>(x, weight, bias, options)
+                $crate::kernels::backends::host::dense_forward::<Self>(
+                    x, weight, bias, options, $crate::kernels::Layout::ChannelsFirst,
+                )
+            }
+
+            fn conv2d_nhwc(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                bias: Option<FloatTensor<Self>>,
+                options: $crate::kernels::DepthwiseOptions,
+            ) -> FloatTensor<Self> {
+                $crate::kernels::backends::host::dense_forward::<Self>(
+                    x, weight, bias, options, $crate::kernels::Layout::ChannelsLast,
+                )
+            }
+
+            fn conv2d_nhwc_backward(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                output_grad: FloatTensor<Self>,
+                options: $crate::kernels::DepthwiseOptions,
+                wanted: $crate::kernels::WantedGrads,
+            ) -> $crate::kernels::DepthwiseGrads<Self> {
+                $crate::kernels::backends::host::dense_backward_nhwc::<Self>(
+                    x, weight, output_grad, options, wanted,
+                )
             }
 
             fn depthwise_conv2d_nhwc_x_backward(
