@@ -49,6 +49,42 @@ fn erf(x: f32) -> f32 {
     (if x >= 0.0 { erf } else { -erf }) as f32
 }
 
+/// Evaluates `$body` with `$act` bound to `activation`'s function as a closure of its
+/// constant variant: one `match` per call, so that the loops in `$body` are compiled once
+/// per variant and vectorise (a `match` per element does not).
+macro_rules! with_activation {
+    ($activation:expr, |$act:ident| $body:expr) => {{
+        use $crate::kernels::Activation;
+        match $activation {
+            Activation::Relu => {
+                let $act = |z: f32| Activation::Relu.apply_scalar(z);
+                $body
+            }
+            Activation::Relu6 => {
+                let $act = |z: f32| Activation::Relu6.apply_scalar(z);
+                $body
+            }
+            Activation::HardSwish => {
+                let $act = |z: f32| Activation::HardSwish.apply_scalar(z);
+                $body
+            }
+            Activation::Identity => {
+                let $act = |z: f32| z;
+                $body
+            }
+            Activation::Gelu => {
+                let $act = |z: f32| Activation::Gelu.apply_scalar(z);
+                $body
+            }
+            Activation::Silu => {
+                let $act = |z: f32| Activation::Silu.apply_scalar(z);
+                $body
+            }
+        }
+    }};
+}
+pub(crate) use with_activation;
+
 /// The logistic sigmoid `1 / (1 + e^-z)`.
 #[inline(always)]
 fn logistic(z: f32) -> f32 {

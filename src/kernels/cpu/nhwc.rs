@@ -75,7 +75,7 @@ fn dot_taps<M: MulAdd>(
     a: &[f32],
     b: &[f32],
     taps: &[(usize, usize)],
-    activation: Activation,
+    activation: impl Fn(f32) -> f32 + Copy,
 ) {
     let channels = out.len();
     let mut start = 0;
@@ -116,7 +116,7 @@ fn dot_block<M: MulAdd, const WIDTH: usize>(
     a: &[f32],
     b: &[f32],
     taps: &[(usize, usize)],
-    activation: Activation,
+    activation: impl Fn(f32) -> f32 + Copy,
     start: usize,
 ) {
     let mut block = [0.0f32; WIDTH];
@@ -131,7 +131,7 @@ fn dot_block<M: MulAdd, const WIDTH: usize>(
         }
     }
     for (o, v) in out[start..start + WIDTH].iter_mut().zip(block) {
-        o.write(activation.apply_scalar(v));
+        o.write(activation(v));
     }
 }
 
@@ -221,6 +221,8 @@ pub fn forward(
         .for_each(|(r, out_row)| forward_row_dispatch(s, x, &wt, bias, activation, r, out_row));
 }
 
+/// One output row (`[out_w, C * m]`), with `activation` as a closure of its constant
+/// variant so that the stores vectorise (a `match` per element does not).
 #[inline(always)]
 fn forward_row<M: MulAdd>(
     s: &DepthwiseShape,
@@ -228,6 +230,21 @@ fn forward_row<M: MulAdd>(
     wt: &[f32],
     bias: Option<&[f32]>,
     activation: Activation,
+    r: usize,
+    out_row: &mut [MaybeUninit<f32>],
+) {
+    crate::kernels::activation::with_activation!(activation, |act| {
+        forward_row_with::<M>(s, x, wt, bias, act, r, out_row)
+    })
+}
+
+#[inline(always)]
+fn forward_row_with<M: MulAdd>(
+    s: &DepthwiseShape,
+    x: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    activation: impl Fn(f32) -> f32 + Copy,
     r: usize,
     out_row: &mut [MaybeUninit<f32>],
 ) {
@@ -263,7 +280,7 @@ fn forward_row<M: MulAdd>(
                 }
             }
             for (o, &v) in px.iter_mut().zip(&sums) {
-                o.write(activation.apply_scalar(v));
+                o.write(activation(v));
             }
         }
     }
@@ -312,7 +329,7 @@ fn x_backward_row<M: MulAdd>(
             }
         }
         if m == 1 {
-            dot_taps::<M>(None, px, dy, wt, &taps, Activation::Identity);
+            dot_taps::<M>(None, px, dy, wt, &taps, |v| v);
         } else {
             for (ci, out) in px.iter_mut().enumerate() {
                 let mut acc = 0.0;

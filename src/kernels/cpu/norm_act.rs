@@ -82,6 +82,46 @@ fn for_each_plane(
         .for_each(|(index, out)| f(index, index % p.channels, out));
 }
 
+/// Calls `f(activation, derivative)` with the activation and its derivative as
+/// closures of a constant variant, so that the row loops are compiled once per
+/// variant and vectorise (a `match` per element does not).
+macro_rules! per_activation {
+    ($activation:expr, |$act:ident, $deriv:ident| $body:expr) => {
+        match $activation {
+            Activation::Relu => {
+                let $act = |z: f32| Activation::Relu.apply_scalar(z);
+                let $deriv = |z: f32| Activation::Relu.derivative_scalar(z);
+                $body
+            }
+            Activation::Relu6 => {
+                let $act = |z: f32| Activation::Relu6.apply_scalar(z);
+                let $deriv = |z: f32| Activation::Relu6.derivative_scalar(z);
+                $body
+            }
+            Activation::HardSwish => {
+                let $act = |z: f32| Activation::HardSwish.apply_scalar(z);
+                let $deriv = |z: f32| Activation::HardSwish.derivative_scalar(z);
+                $body
+            }
+            Activation::Identity => {
+                let $act = |z: f32| z;
+                let $deriv = |_: f32| 1.0f32;
+                $body
+            }
+            Activation::Gelu => {
+                let $act = |z: f32| Activation::Gelu.apply_scalar(z);
+                let $deriv = |z: f32| Activation::Gelu.derivative_scalar(z);
+                $body
+            }
+            Activation::Silu => {
+                let $act = |z: f32| Activation::Silu.apply_scalar(z);
+                let $deriv = |z: f32| Activation::Silu.derivative_scalar(z);
+                $body
+            }
+        }
+    };
+}
+
 /// `out = act(x * scale[c] + shift[c])`.
 pub fn affine_act(
     p: Planes,
@@ -94,11 +134,13 @@ pub fn affine_act(
     if p.plane == 1 {
         return rows::map(p, x, out, activation, |c| (scale[c], shift[c]));
     }
-    for_each_plane(p, out, |index, c, out| {
-        let (a, b) = (scale[c], shift[c]);
-        for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
-            o.write(activation.apply_scalar(v * a + b));
-        }
+    per_activation!(activation, |act, _deriv| {
+        for_each_plane(p, out, |index, c, out| {
+            let (a, b) = (scale[c], shift[c]);
+            for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
+                o.write(act(v * a + b));
+            }
+        })
     });
 }
 
@@ -128,11 +170,13 @@ pub fn normalize_act(
         // from the backward's recomputation: keep the expression, per element.
         return rows::normalize_act(p, x, mean, invstd, gamma, beta, activation, out);
     }
-    for_each_plane(p, out, |index, c, out| {
-        let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
-        for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
-            o.write(activation.apply_scalar((v - m) * s * g + b));
-        }
+    per_activation!(activation, |act, _deriv| {
+        for_each_plane(p, out, |index, c, out| {
+            let (m, s, g, b) = (mean[c], invstd[c], gamma[c], beta[c]);
+            for (o, &v) in out.iter_mut().zip(p.plane(x, index)) {
+                o.write(act((v - m) * s * g + b));
+            }
+        })
     });
 }
 
@@ -156,6 +200,25 @@ pub fn backward(
     if p.plane == 1 {
         return rows::backward(p, x, gamma, beta, mean, &invstd, activation, dy, dx);
     }
+    per_activation!(activation, |_act, deriv| {
+        planes_backward(p, x, gamma, beta, mean, &invstd, deriv, dy, dx)
+    })
+}
+
+/// [`backward`] on planes of more than one element, `deriv` the activation's derivative.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn planes_backward(
+    p: Planes,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    deriv: impl Fn(f32) -> f32 + Copy + Sync,
+    dy: &[f32],
+    dx: &mut [MaybeUninit<f32>],
+) -> (Vec<f32>, Vec<f32>) {
     // Pass 1, per channel: dbeta = sum(dz), dgamma = sum(dz * xhat), dz = dy * act'(z).
     let sums: Vec<(f32, f32)> = (0..p.channels)
         .into_par_iter()
@@ -166,7 +229,7 @@ pub fn backward(
                 let (mut a, mut bsum) = (0.0f32, 0.0f32);
                 for (&v, &d) in p.channel(x, n, c).iter().zip(p.channel(dy, n, c)) {
                     let xhat = (v - m) * s;
-                    let dz = d * activation.derivative_scalar(xhat * g + b);
+                    let dz = d * deriv(xhat * g + b);
                     a += dz;
                     bsum += dz * xhat;
                 }
@@ -186,7 +249,7 @@ pub fn backward(
         let (x, dy) = (p.plane(x, index), p.plane(dy, index));
         for ((o, &v), &d) in dx.iter_mut().zip(x).zip(dy) {
             let xhat = (v - m) * s;
-            let dz = d * activation.derivative_scalar(xhat * g + b);
+            let dz = d * deriv(xhat * g + b);
             o.write(k * (dz - mean_dz - xhat * mean_dz_xhat));
         }
     });
@@ -259,46 +322,6 @@ mod rows {
         for (v, s) in var.iter_mut().zip(&squares) {
             *v = (s / count) as f32;
         }
-    }
-
-    /// Calls `f(activation, derivative)` with the activation and its derivative as
-    /// closures of a constant variant, so that the row loops are compiled once per
-    /// variant and vectorise (a `match` per element does not).
-    macro_rules! per_activation {
-        ($activation:expr, |$act:ident, $deriv:ident| $body:expr) => {
-            match $activation {
-                Activation::Relu => {
-                    let $act = |z: f32| Activation::Relu.apply_scalar(z);
-                    let $deriv = |z: f32| Activation::Relu.derivative_scalar(z);
-                    $body
-                }
-                Activation::Relu6 => {
-                    let $act = |z: f32| Activation::Relu6.apply_scalar(z);
-                    let $deriv = |z: f32| Activation::Relu6.derivative_scalar(z);
-                    $body
-                }
-                Activation::HardSwish => {
-                    let $act = |z: f32| Activation::HardSwish.apply_scalar(z);
-                    let $deriv = |z: f32| Activation::HardSwish.derivative_scalar(z);
-                    $body
-                }
-                Activation::Identity => {
-                    let $act = |z: f32| z;
-                    let $deriv = |_: f32| 1.0f32;
-                    $body
-                }
-                Activation::Gelu => {
-                    let $act = |z: f32| Activation::Gelu.apply_scalar(z);
-                    let $deriv = |z: f32| Activation::Gelu.derivative_scalar(z);
-                    $body
-                }
-                Activation::Silu => {
-                    let $act = |z: f32| Activation::Silu.apply_scalar(z);
-                    let $deriv = |z: f32| Activation::Silu.derivative_scalar(z);
-                    $body
-                }
-            }
-        };
     }
 
     /// Calls `f(row, input_row, output_row)` for every row, in parallel, each call
