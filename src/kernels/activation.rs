@@ -49,41 +49,48 @@ fn erf(x: f32) -> f32 {
     (if x >= 0.0 { erf } else { -erf }) as f32
 }
 
-/// Evaluates `$body` with `$act` bound to `activation`'s function as a closure of its
-/// constant variant: one `match` per call, so that the loops in `$body` are compiled once
-/// per variant and vectorise (a `match` per element does not).
-macro_rules! with_activation {
-    ($activation:expr, |$act:ident| $body:expr) => {{
+/// Evaluates `$body` with `$act` and `$deriv` bound to `activation`'s function and its
+/// derivative as closures of its constant variant: one `match` per call, so that the
+/// loops in `$body` are compiled once per variant and vectorise (a `match` per element
+/// does not, and stops being inlined once the enum holds GELU and SiLU).
+macro_rules! per_activation {
+    ($activation:expr, |$act:ident, $deriv:ident| $body:expr) => {{
         use $crate::kernels::Activation;
         match $activation {
             Activation::Relu => {
                 let $act = |z: f32| Activation::Relu.apply_scalar(z);
+                let $deriv = |z: f32| Activation::Relu.derivative_scalar(z);
                 $body
             }
             Activation::Relu6 => {
                 let $act = |z: f32| Activation::Relu6.apply_scalar(z);
+                let $deriv = |z: f32| Activation::Relu6.derivative_scalar(z);
                 $body
             }
             Activation::HardSwish => {
                 let $act = |z: f32| Activation::HardSwish.apply_scalar(z);
+                let $deriv = |z: f32| Activation::HardSwish.derivative_scalar(z);
                 $body
             }
             Activation::Identity => {
-                let $act = |z: f32| z;
+                let $act = |z: f32| Activation::Identity.apply_scalar(z);
+                let $deriv = |z: f32| Activation::Identity.derivative_scalar(z);
                 $body
             }
             Activation::Gelu => {
                 let $act = |z: f32| Activation::Gelu.apply_scalar(z);
+                let $deriv = |z: f32| Activation::Gelu.derivative_scalar(z);
                 $body
             }
             Activation::Silu => {
                 let $act = |z: f32| Activation::Silu.apply_scalar(z);
+                let $deriv = |z: f32| Activation::Silu.derivative_scalar(z);
                 $body
             }
         }
     }};
 }
-pub(crate) use with_activation;
+pub(crate) use per_activation;
 
 /// The logistic sigmoid `1 / (1 + e^-z)`.
 #[inline(always)]

@@ -938,6 +938,25 @@ const fn efficientnet_v2(stages: &'static [EfficientNetStage]) -> EfficientNetVa
 const TORCH_NORM: (f64, f64) = (1e-5, 0.1);
 const TF_NORM: (f64, f64) = (1e-3, 0.01);
 
+/// torchvision's `efficientnet_*` builders: B1–B7 scale B0 by `(width, depth)`.
+fn efficientnet_variant(architecture: Architecture) -> EfficientNetVariant {
+    use Architecture::*;
+    match architecture {
+        EfficientNetB0 => efficientnet_b(1.0, 1.0, TORCH_NORM),
+        EfficientNetB1 => efficientnet_b(1.0, 1.1, TORCH_NORM),
+        EfficientNetB2 => efficientnet_b(1.1, 1.2, TORCH_NORM),
+        EfficientNetB3 => efficientnet_b(1.2, 1.4, TORCH_NORM),
+        EfficientNetB4 => efficientnet_b(1.4, 1.8, TORCH_NORM),
+        EfficientNetB5 => efficientnet_b(1.6, 2.2, TF_NORM),
+        EfficientNetB6 => efficientnet_b(1.8, 2.6, TF_NORM),
+        EfficientNetB7 => efficientnet_b(2.0, 3.1, TF_NORM),
+        EfficientNetV2S => efficientnet_v2(&EFFICIENTNET_V2_S_STAGES),
+        EfficientNetV2M => efficientnet_v2(&EFFICIENTNET_V2_M_STAGES),
+        EfficientNetV2L => efficientnet_v2(&EFFICIENTNET_V2_L_STAGES),
+        other => unreachable!("{other} is not an EfficientNet"),
+    }
+}
+
 /// MnasNet-B1's stacks after the stem's separable conv (torchvision's `_stack` calls):
 /// `(kernel, stride, expansion, repeats)`, output widths from [`MNASNET_DEPTHS`].
 const MNASNET_STACKS: [(usize, usize, usize, usize); 6] = [
@@ -970,53 +989,19 @@ impl MobileNetSpec {
             Architecture::V4ConvLarge => Self::v4(architecture, &V4_CONV_LARGE, width_mult),
             Architecture::V4HybridMedium => Self::v4(architecture, &V4_HYBRID_MEDIUM, width_mult),
             Architecture::V4HybridLarge => Self::v4(architecture, &V4_HYBRID_LARGE, width_mult),
-            Architecture::EfficientNetB0 => Self::efficientnet(
+            Architecture::EfficientNetB0
+            | Architecture::EfficientNetB1
+            | Architecture::EfficientNetB2
+            | Architecture::EfficientNetB3
+            | Architecture::EfficientNetB4
+            | Architecture::EfficientNetB5
+            | Architecture::EfficientNetB6
+            | Architecture::EfficientNetB7
+            | Architecture::EfficientNetV2S
+            | Architecture::EfficientNetV2M
+            | Architecture::EfficientNetV2L => Self::efficientnet(
                 architecture,
-                &efficientnet_b(1.0, 1.0, TORCH_NORM),
-                width_mult,
-            ),
-            Architecture::EfficientNetB1 => Self::efficientnet(
-                architecture,
-                &efficientnet_b(1.0, 1.1, TORCH_NORM),
-                width_mult,
-            ),
-            Architecture::EfficientNetB2 => Self::efficientnet(
-                architecture,
-                &efficientnet_b(1.1, 1.2, TORCH_NORM),
-                width_mult,
-            ),
-            Architecture::EfficientNetB3 => Self::efficientnet(
-                architecture,
-                &efficientnet_b(1.2, 1.4, TORCH_NORM),
-                width_mult,
-            ),
-            Architecture::EfficientNetB4 => Self::efficientnet(
-                architecture,
-                &efficientnet_b(1.4, 1.8, TORCH_NORM),
-                width_mult,
-            ),
-            Architecture::EfficientNetB5 => {
-                Self::efficientnet(architecture, &efficientnet_b(1.6, 2.2, TF_NORM), width_mult)
-            }
-            Architecture::EfficientNetB6 => {
-                Self::efficientnet(architecture, &efficientnet_b(1.8, 2.6, TF_NORM), width_mult)
-            }
-            Architecture::EfficientNetB7 => {
-                Self::efficientnet(architecture, &efficientnet_b(2.0, 3.1, TF_NORM), width_mult)
-            }
-            Architecture::EfficientNetV2S => Self::efficientnet(
-                architecture,
-                &efficientnet_v2(&EFFICIENTNET_V2_S_STAGES),
-                width_mult,
-            ),
-            Architecture::EfficientNetV2M => Self::efficientnet(
-                architecture,
-                &efficientnet_v2(&EFFICIENTNET_V2_M_STAGES),
-                width_mult,
-            ),
-            Architecture::EfficientNetV2L => Self::efficientnet(
-                architecture,
-                &efficientnet_v2(&EFFICIENTNET_V2_L_STAGES),
+                &efficientnet_variant(architecture),
                 width_mult,
             ),
             Architecture::MnasNet => Self::mnasnet(width_mult),

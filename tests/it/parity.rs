@@ -318,3 +318,34 @@ pub fn runs_repeat_to_the_bit(config: impl Fn(f64) -> TrainingConfig) {
     let without = run_once(0.0, "bits-c");
     assert_ne!(first.0, without.0, "drop path changed nothing");
 }
+
+/// `weights` with `removed` taken out, `extra` added (a copy of `copied`) and `misshaped`
+/// replaced by three values, offered to `config`'s model: the error lists exactly one
+/// missing, one unexpected and one mis-shaped key, names all three, and says what the file
+/// looks like (`looks_like`).
+pub fn mismatches_are_reported_key_by_key(
+    config: &MobileNetConfig,
+    mut weights: StateDict,
+    [removed, extra, copied, misshaped]: [&str; 4],
+    looks_like: &str,
+) {
+    weights.tensors.remove(removed).expect("a key of the file");
+    let copy = weights.tensors[copied].clone();
+    weights.tensors.insert(extra.into(), copy);
+    let wrong = TensorData::new(vec![0.0f32; 3], [3]);
+    weights.tensors.insert(misshaped.into(), wrong);
+    let err = config
+        .init::<NdArray>(&Default::default())
+        .load_torchvision(&weights)
+        .unwrap_err();
+    let dwconv::Error::StateDict(mismatch) = &err else {
+        panic!("expected a state dict mismatch, got {err}");
+    };
+    assert_eq!(mismatch.missing.len(), 1, "{err}");
+    assert_eq!(mismatch.unexpected.len(), 1, "{err}");
+    assert_eq!(mismatch.wrong_shape.len(), 1, "{err}");
+    let text = err.to_string();
+    for needle in [removed, extra, misshaped, looks_like] {
+        assert!(text.contains(needle), "{needle} not in: {text}");
+    }
+}

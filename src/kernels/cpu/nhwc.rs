@@ -233,7 +233,7 @@ fn forward_row<M: MulAdd>(
     r: usize,
     out_row: &mut [MaybeUninit<f32>],
 ) {
-    crate::kernels::activation::with_activation!(activation, |act| {
+    crate::kernels::activation::per_activation!(activation, |act, _deriv| {
         forward_row_with::<M>(s, x, wt, bias, act, r, out_row)
     })
 }

@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use crate::kernels::Activation;
+use crate::kernels::activation::per_activation;
 
 /// Planes per rayon work item, so that tiny maps (1×1, 2×2) do not make tiny tasks.
 fn min_planes(plane: usize) -> usize {
@@ -80,46 +81,6 @@ fn for_each_plane(
         .with_min_len(min_planes(p.plane))
         .enumerate()
         .for_each(|(index, out)| f(index, index % p.channels, out));
-}
-
-/// Calls `f(activation, derivative)` with the activation and its derivative as
-/// closures of a constant variant, so that the row loops are compiled once per
-/// variant and vectorise (a `match` per element does not).
-macro_rules! per_activation {
-    ($activation:expr, |$act:ident, $deriv:ident| $body:expr) => {
-        match $activation {
-            Activation::Relu => {
-                let $act = |z: f32| Activation::Relu.apply_scalar(z);
-                let $deriv = |z: f32| Activation::Relu.derivative_scalar(z);
-                $body
-            }
-            Activation::Relu6 => {
-                let $act = |z: f32| Activation::Relu6.apply_scalar(z);
-                let $deriv = |z: f32| Activation::Relu6.derivative_scalar(z);
-                $body
-            }
-            Activation::HardSwish => {
-                let $act = |z: f32| Activation::HardSwish.apply_scalar(z);
-                let $deriv = |z: f32| Activation::HardSwish.derivative_scalar(z);
-                $body
-            }
-            Activation::Identity => {
-                let $act = |z: f32| z;
-                let $deriv = |_: f32| 1.0f32;
-                $body
-            }
-            Activation::Gelu => {
-                let $act = |z: f32| Activation::Gelu.apply_scalar(z);
-                let $deriv = |z: f32| Activation::Gelu.derivative_scalar(z);
-                $body
-            }
-            Activation::Silu => {
-                let $act = |z: f32| Activation::Silu.apply_scalar(z);
-                let $deriv = |z: f32| Activation::Silu.derivative_scalar(z);
-                $body
-            }
-        }
-    };
 }
 
 /// `out = act(x * scale[c] + shift[c])`.
@@ -269,6 +230,7 @@ mod rows {
 
     use super::Planes;
     use crate::kernels::Activation;
+    use crate::kernels::activation::per_activation;
 
     /// Row chunks of the reductions (fixed, see the module doc).
     const CHUNKS: usize = 32;
