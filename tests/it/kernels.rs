@@ -578,7 +578,8 @@ fn cases_cover_the_required_space() {
 /// the CPU backends) against Burn's own `conv2d` on the same backend between permutes:
 /// the output, and under `Autodiff` the gradients of `Σ y·r` for the input, weight and
 /// bias, within 1e-4 of the largest value. Strides 1 and 2, padding 0 to 2, dilation 2, a
-/// 3-channel stem-like input and 1×1 maps.
+/// 3×1 kernel, a 3-channel stem-like input and 1×1 maps (stride, padding and dilation the
+/// same on both axes: Candle's `conv2d`, the oracle there, takes no other).
 fn dense_channels_last_conv_matches_burn_conv2d<B: DepthwiseBackend>(backend: &str) {
     use burn::tensor::module::conv2d;
     type A<B> = Autodiff<B>;
@@ -587,7 +588,7 @@ fn dense_channels_last_conv_matches_burn_conv2d<B: DepthwiseBackend>(backend: &s
         // (input [N, H, W, C_in], C_out, [kh, kw], stride, padding, dilation)
         ([2, 9, 7, 5], 6, [3, 3], [1, 1], [1, 1], [1, 1]),
         ([3, 8, 8, 3], 4, [3, 3], [2, 2], [1, 1], [1, 1]),
-        ([1, 6, 10, 4], 5, [3, 1], [2, 1], [0, 0], [1, 1]),
+        ([1, 6, 10, 4], 5, [3, 1], [2, 2], [0, 0], [1, 1]),
         ([2, 7, 7, 6], 3, [3, 3], [1, 1], [2, 2], [2, 2]),
         ([2, 1, 1, 8], 7, [3, 3], [1, 1], [1, 1], [1, 1]),
     ];
