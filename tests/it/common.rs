@@ -101,6 +101,41 @@ impl<B: Backend> burn::module::ModuleMapper<B> for GradientsAsValues<'_> {
     }
 }
 
+/// Replaces every randomly initialised parameter by values drawn from one seeded generator
+/// (uniform, Kaiming's fan-out scale), keeping constant ones (BatchNorm's 1 and 0, zero
+/// biases): the backends' own generators are shared by the tests running in parallel, so
+/// a seed set there does not give a test the same model twice.
+pub struct SeededParameters(pub StdRng);
+
+impl SeededParameters {
+    pub fn new(seed: u64) -> Self {
+        Self(StdRng::seed_from_u64(seed))
+    }
+}
+
+impl<B: Backend> burn::module::ModuleMapper<B> for SeededParameters {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<B, D>>,
+    ) -> burn::module::Param<Tensor<B, D>> {
+        let id = param.id;
+        let value = param.val();
+        let dims = value.dims();
+        let data = value.to_data().to_vec::<f32>().unwrap();
+        if data.iter().all(|v| *v == data[0]) {
+            return burn::module::Param::initialized(id, value);
+        }
+        // Fan-out: every dimension but the input channels (1 of a conv, 0 of Burn's Linear).
+        let fan = data.len() / dims.get(1).copied().unwrap_or(1).max(1);
+        let bound = (6.0 / fan as f32).sqrt();
+        let fresh = (0..data.len())
+            .map(|_| self.0.random_range(-bound..bound))
+            .collect::<Vec<f32>>();
+        let device = value.device();
+        burn::module::Param::initialized(id, tensor(&fresh, dims, &device))
+    }
+}
+
 /// Checks every parameter gradient a fixture holds (`grad.<key>`, `grad.input` aside)
 /// against `model`'s gradients `grads` under the same PyTorch keys, each within 1e-3
 /// relative; at least ten of them.

@@ -9,7 +9,9 @@ use dwconv::kernels::{DepthwiseBackend, Layout};
 use dwconv::models::{Architecture, MobileNet, MobileNetConfig, make_divisible};
 use dwconv::nn::ConvLayer;
 
-use crate::common::{max_relative_diff, random_values, tensor, test_on_every_backend, values};
+use crate::common::{
+    SeededParameters, max_relative_diff, random_values, tensor, test_on_every_backend, values,
+};
 
 #[test]
 fn make_divisible_matches_torchvision() {
@@ -63,9 +65,9 @@ fn channels_last_and_channels_first_agree() {
             .with_width_mult(0.5)
             .with_dropout(0.0)
             .init::<Autodiff<NdArray>>(&device);
-        // Parameters are initialised lazily, per clone: fix them before cloning.
-        let record = model.clone().into_record();
-        let model = model.load_record(record);
+        // The same parameters every run (and fixed before cloning: Burn initialises lazily,
+        // per clone).
+        let model = model.map(&mut SeededParameters::new(11));
         let images = tensor::<Autodiff<NdArray>, 4>(
             &random_values(3, 2 * 3 * 35 * 41),
             [2, 3, 35, 41],
@@ -87,13 +89,12 @@ fn channels_last_and_channels_first_agree() {
             let (first, first_maps) = run(Layout::ChannelsFirst);
             let (last, last_maps) = run(Layout::ChannelsLast);
             let diff = max_relative_diff(&first, &last);
-            // V4's head BatchNorm normalises the pooled features of the batch in train mode:
-            // with two images a channel whose two values differ by about sqrt(eps) turns
-            // their rounding (the layouts sum in other orders) into ~1e-4 of the logits.
-            let bound = match train && model.head_conv.is_some() {
-                true => 1e-3,
-                false => 1e-4,
-            };
+            // In train mode BatchNorm normalises by the batch's statistics: at the last
+            // stages two 35x41 images leave 8 values per channel (V4's head BatchNorm: 2),
+            // and a channel whose values nearly agree turns the layouts' rounding (they sum
+            // in other orders) into up to ~5e-4 of the logits (V4-Conv-Large with these
+            // parameters; EfficientNet-B4 9e-5, V2-L 5e-5). Eval mode stays within 1e-5.
+            let bound = if train { 1e-3 } else { 1e-4 };
             assert!(
                 diff < bound,
                 "{arch} train={train}: logits differ by {diff}"
@@ -127,7 +128,8 @@ fn fused_inference_matches_the_unfused_model() {
         let model = MobileNetConfig::new(arch, 6)
             .with_width_mult(0.5)
             .with_norm_momentum(Some(0.5))
-            .init::<Autodiff<NdArray>>(&device);
+            .init::<Autodiff<NdArray>>(&device)
+            .map(&mut SeededParameters::new(12));
         for step in 0..3 {
             let images = tensor::<Autodiff<NdArray>, 4>(
                 &random_values(10 + step, 4 * 3 * 32 * 32),
@@ -286,7 +288,9 @@ fn same_weights_same_logits_as_ndarray<B: DepthwiseBackend>(backend: &str) {
         MobileNetConfig::v3_small(10),
         MobileNetConfig::v1(10).with_width_mult(0.25),
     ] {
-        let model = config.init::<NdArray>(&device);
+        let model = config
+            .init::<NdArray>(&device)
+            .map(&mut SeededParameters::new(13));
         let expected = logits(&model, &images, &device);
         let moved = transfer::<B>(model, &config, &Default::default());
         let got = logits(&moved, &images, &Default::default());
