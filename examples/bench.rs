@@ -15,8 +15,12 @@
 //!   --layer-batch 256 --e2e-size 224 --e2e-batch 64,128 [--backend wgpu]
 //! ```
 
+#[path = "cli/backend.rs"]
+mod backend;
+
 use std::time::Instant;
 
+use backend::{BACKEND_NAME, DefaultBackend, check_backend_name, default_device};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::momentum::MomentumConfig;
@@ -25,7 +29,6 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::Parser;
-use dwconv::backend::{BACKEND_NAME, DefaultBackend, check_backend_name, default_device};
 use dwconv::kernels::Layout;
 use dwconv::kernels::{DepthwiseBackend, DepthwiseOptions, WantedGrads, fallback};
 use dwconv::models::{Architecture, MobileNet, MobileNetConfig};
@@ -65,7 +68,7 @@ struct Args {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(32..))]
     e2e_size: u32,
     /// Backend, among those this build has (cargo features): ndarray, flex, wgpu, or the
-    /// feature-selected one (`dwconv::backend::DefaultBackend`, the default).
+    /// feature-selected one (`DefaultBackend`, the default).
     #[arg(long, default_value = BACKEND_NAME, value_parser = check_backend_name)]
     backend: String,
     /// Batch sizes of the end-to-end case, comma-separated (one case each).

@@ -12,16 +12,19 @@
 //! cargo run --release --example infer -- --export-torchvision model.safetensors
 //! ```
 
+#[path = "cli/backend.rs"]
+mod backend;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use backend::{BACKEND_NAME, DefaultBackend, default_device};
 use burn::config::Config;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::tensor::activation::softmax;
 use clap::Parser;
-use dwconv::backend::{BACKEND_NAME, DefaultBackend, default_device};
 use dwconv::data::{
     FolderDataset, ImageBatch, ImageBatcher, ImageItem, Normalization, SyntheticConfig,
 };

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use burn::backend::Autodiff;
 use burn::tensor::Device;
 use clap::Parser;
-use dwconv::backend::DefaultBackend;
+use cli::backend::DefaultBackend;
 use dwconv::kernels::AutodiffDepthwiseBackend;
 use dwconv::train::TrainingConfig;
 use dwconv::train::learner::{

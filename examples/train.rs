@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use dwconv::backend::{DefaultAutodiffBackend, default_device};
+use cli::backend::{DefaultAutodiffBackend, default_device};
 use dwconv::train::{RunOptions, TrainReport, TrainingConfig, files};
 
 #[derive(Parser, Debug)]

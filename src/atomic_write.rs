@@ -9,18 +9,29 @@ use std::path::{Path, PathBuf};
 const TEMPORARY_PREFIX: &str = ".dwconv-tmp-";
 
 /// Whether `name` is a temporary file of [`write_atomically`] (left by a killed process).
+#[cfg(feature = "pipeline")]
 pub(crate) fn is_temporary_file(name: &str) -> bool {
     name.starts_with(TEMPORARY_PREFIX)
 }
 
-/// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> crate::Result<()> {
+/// The temporary file that is renamed to `path` once whole: same directory, this
+/// process's id in its name.
+pub(crate) fn temporary_path(path: &Path) -> PathBuf {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!("{TEMPORARY_PREFIX}{}-{name}", std::process::id()));
+    dir.join(format!("{TEMPORARY_PREFIX}{}-{name}", std::process::id()))
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> crate::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = temporary_path(path);
     let result = (|| -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         if let Some(pause) = fault_injection::pause_point(&name) {

@@ -20,10 +20,27 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Bytes that do not hold what was expected: not a safetensors file, a checkpoint whose
+    /// tensors do not fit the model, a download whose hash is not the published one.
+    #[error("{0}")]
+    Format(String),
     /// A state dict (e.g. torchvision weights) does not fit the model: the missing,
     /// unexpected and mis-shaped keys.
     #[error("{0}")]
     StateDict(Box<crate::models::StateDictMismatch>),
+}
+
+impl Error {
+    /// Names `path` in a [`Error::Format`] error (the file whose bytes were read).
+    pub(crate) fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            Error::Format(message) => Error::File {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Shorthand for `Result<T, dwconv::Error>`.

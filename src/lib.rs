@@ -34,16 +34,36 @@
 //! assert_eq!(logits.dims(), [2, 10]);
 //! ```
 
+//! ## Modules
+//!
+//! - [`nn`]: the layers, each a `Config` + `Module` pair as in `burn-nn`: depthwise,
+//!   pointwise and separable convs, BatchNorm + activation, inverted residual,
+//!   squeeze-excitation, the universal and fused inverted bottlenecks, Mobile MQA.
+//! - [`models`]: the networks as spec tables ([`models::Architecture`],
+//!   [`models::MobileNetConfig`]), BatchNorm folding, feature maps, and torchvision / timm
+//!   state dicts in and out (`.pth`, `.safetensors`).
+//! - [`cost`]: parameter and multiply-add counts from the layer description.
+//! - [`kernels`]: the backend extension ([`kernels::DepthwiseBackend`] and its siblings)
+//!   with the public ops; the CPU and CubeCL kernels behind it are the crate's own.
+//! - `data`, `train` (feature `pipeline`, on by default): the synthetic and image-folder
+//!   datasets and the training loop with checkpoints and exact resume; with `train`,
+//!   burn-train's `Learner` and data parallel training.
+//! - `pretrained` (feature `pretrained`): published ImageNet weights by name.
+//! - [`Error`]: the one error type of every fallible call.
+
 #![warn(missing_docs)]
 
 mod atomic_write;
-pub mod backend;
 pub mod cost;
+#[cfg(feature = "pipeline")]
 pub mod data;
 mod error;
 pub mod kernels;
 pub mod models;
 pub mod nn;
+#[cfg(feature = "pretrained")]
+pub mod pretrained;
+#[cfg(feature = "pipeline")]
 pub mod train;
 
 pub use error::{Error, Result};

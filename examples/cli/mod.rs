@@ -1,10 +1,12 @@
 //! Command-line flags shared by the training examples (`train` and `learner`): the same
 //! flag means the same thing in both.
 
+pub mod backend;
+
 use std::path::{Path, PathBuf};
 
+use backend::{BACKEND_NAME, check_backend_name};
 use clap::{Args, ValueEnum};
-use dwconv::backend::{BACKEND_NAME, check_backend_name};
 use dwconv::data::FolderDataset;
 use dwconv::models::{Architecture, MobileNetConfig};
 use dwconv::train::{DataSource, OptimizerKind, TrainingConfig, files};
@@ -26,7 +28,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Backend, among those this build has (cargo features): ndarray, flex, wgpu, or the
-    /// feature-selected one (`dwconv::backend::DefaultBackend`, the default).
+    /// feature-selected one (`DefaultBackend`, the default).
     #[arg(long, default_value = BACKEND_NAME, value_parser = check_backend_name)]
     pub backend: String,
 }

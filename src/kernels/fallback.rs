@@ -2,6 +2,9 @@
 //! [`DepthwiseBackend`](super::DepthwiseBackend)'s default methods call. Fast backends use
 //! it for inputs their kernels do not take (e.g. non-`f32` tensors).
 
+// Some of these serve only one backend family (its feature) or the tests.
+#![cfg_attr(not(feature = "internals"), allow(dead_code))]
+
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};

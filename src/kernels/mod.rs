@@ -3,7 +3,7 @@
 //! Modules reach depthwise maths through one door, [`depthwise_conv2d`]. Behind it the
 //! [`DepthwiseBackend`] trait is the seam between maths and speed: every method has a
 //! default built on Burn's grouped `conv2d` (correct on any backend); CPU backends
-//! override them with the kernels in [`cpu`], the CubeCL (GPU) backends with CubeCL
+//! override them with the crate's CPU kernels on slices, the CubeCL (GPU) backends with CubeCL
 //! kernels of the crate's own. [`Autodiff`](burn::backend::Autodiff)
 //! records one backward node per call that calls the inner backend's backward ops.
 //!
@@ -18,26 +18,59 @@
 //! `C * m` output channels; output channel `o` reads input channel `o / m` (PyTorch's
 //! `groups = C` convention). Weights are `[C * m, 1, kh, kw]`, bias `[C * m]`.
 
+/// Declares modules public with the `internals` feature (the crate's tests and bench
+/// harness) and crate-private otherwise.
+macro_rules! internal_modules {
+    ($($(#[$attr:meta])* $name:ident;)*) => {$(
+        $(#[$attr])*
+        #[cfg(feature = "internals")]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        mod $name;
+    )*};
+}
+
 // The op traits, their option types and their defaults on Burn's ops.
 mod activation;
-pub mod fallback;
 mod norm_act;
 mod pointwise;
-pub mod reference;
 // The CPU kernels on slices, and the trait implementations per backend family.
 mod backends;
-pub mod cpu;
+internal_modules! {
+    fallback;
+    cpu;
+}
+#[cfg(feature = "internals")]
+pub mod reference;
 
 pub use activation::Activation;
+pub use norm_act::NormActBackend;
+#[cfg(feature = "internals")]
 pub use norm_act::{
-    NormActBackend, fallback_batch_norm_act, fallback_batch_norm_act_backward,
-    fallback_channel_affine_act, reshape_dense,
+    fallback_batch_norm_act, fallback_batch_norm_act_backward, fallback_channel_affine_act,
+    reshape_dense,
 };
+#[cfg(not(feature = "internals"))]
+pub(crate) use norm_act::{
+    fallback_batch_norm_act, fallback_batch_norm_act_backward, fallback_channel_affine_act,
+    reshape_dense,
+};
+pub use pointwise::{PointwiseBackend, pointwise_conv2d};
+#[cfg(feature = "internals")]
 pub use pointwise::{
-    PointwiseBackend, fallback_forward as fallback_pointwise_forward,
+    fallback_forward as fallback_pointwise_forward,
     fallback_weight_backward as fallback_pointwise_weight_backward,
-    fallback_x_backward as fallback_pointwise_x_backward, pointwise_conv2d,
-    rows_forward as pointwise_rows_forward, rows_weight_backward as pointwise_rows_weight_backward,
+    fallback_x_backward as fallback_pointwise_x_backward, rows_forward as pointwise_rows_forward,
+    rows_weight_backward as pointwise_rows_weight_backward,
+    rows_x_backward as pointwise_rows_x_backward,
+};
+#[cfg(not(feature = "internals"))]
+#[allow(unused_imports)] // the CubeCL backends' (the `cubecl` feature's) choice
+pub(crate) use pointwise::{
+    fallback_forward as fallback_pointwise_forward,
+    fallback_weight_backward as fallback_pointwise_weight_backward,
+    fallback_x_backward as fallback_pointwise_x_backward, rows_forward as pointwise_rows_forward,
+    rows_weight_backward as pointwise_rows_weight_backward,
     rows_x_backward as pointwise_rows_x_backward,
 };
 
@@ -112,9 +145,17 @@ pub struct DepthwiseShape {
 impl DepthwiseShape {
     /// Checks an input shape `[N, C, H, W]` against a weight shape `[C * m, 1, kh, kw]`.
     ///
-    /// Returns a message naming the offending value when they do not describe a valid
-    /// depthwise convolution.
+    /// An [`Error::Input`](crate::Error::Input) names the offending value when they do not
+    /// describe a valid depthwise convolution.
     pub fn new(
+        input: [usize; 4],
+        weight: [usize; 4],
+        options: DepthwiseOptions,
+    ) -> crate::Result<Self> {
+        Self::validate(input, weight, options).map_err(crate::Error::Input)
+    }
+
+    fn validate(
         input: [usize; 4],
         weight: [usize; 4],
         options: DepthwiseOptions,
@@ -493,7 +534,7 @@ pub fn try_depthwise_conv2d<B: DepthwiseBackend>(
     weight: Tensor<B, 4>,
     bias: Option<Tensor<B, 1>>,
     options: DepthwiseOptions,
-) -> Result<Tensor<B, 4>, String> {
+) -> crate::Result<Tensor<B, 4>> {
     let shape = DepthwiseShape::new(x.dims(), weight.dims(), options)?;
     check_bias(&bias, &shape)?;
     let out = B::depthwise_conv2d(
@@ -530,10 +571,11 @@ pub fn try_depthwise_conv2d_nhwc<B: DepthwiseBackend>(
     weight: Tensor<B, 4>,
     bias: Option<Tensor<B, 1>>,
     options: DepthwiseOptions,
-) -> Result<Tensor<B, 4>, String> {
+) -> crate::Result<Tensor<B, 4>> {
     let [n, h, w, c] = x.dims();
-    let shape = DepthwiseShape::new([n, c, h, w], weight.dims(), options)
-        .map_err(|msg| format!("{msg} (channels-last input {:?})", x.dims()))?;
+    let shape = DepthwiseShape::validate([n, c, h, w], weight.dims(), options).map_err(|msg| {
+        crate::Error::Input(format!("{msg} (channels-last input {:?})", x.dims()))
+    })?;
     check_bias(&bias, &shape)?;
     let out = B::depthwise_conv2d_nhwc(
         x.into_primitive().tensor(),
@@ -595,14 +637,14 @@ pub fn conv2d_nchw_to_nhwc<B: DepthwiseBackend>(
 fn check_bias<B: Backend>(
     bias: &Option<Tensor<B, 1>>,
     shape: &DepthwiseShape,
-) -> Result<(), String> {
+) -> crate::Result<()> {
     if let Some(bias) = bias {
         let [len] = bias.dims();
         if len != shape.out_channels() {
-            return Err(format!(
+            return Err(crate::Error::Input(format!(
                 "depthwise bias has {len} elements, expected {} (one per output channel)",
                 shape.out_channels()
-            ));
+            )));
         }
     }
     Ok(())

@@ -7,6 +7,9 @@
 //! [`cpu::pointwise`](super::cpu::pointwise)'s strided GEMMs; `Autodiff<B>` records one
 //! node per call.
 
+// The `rows_` forms serve the CubeCL backends (their feature) and the tests.
+#![cfg_attr(not(feature = "internals"), allow(dead_code))]
+
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};

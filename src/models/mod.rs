@@ -11,5 +11,6 @@ pub use mobilenet::{MobileNet, MobileNetConfig, Unit};
 pub use spec::{
     Architecture, Block, BlockConfig, Family, LayerSpec, MobileNetSpec, make_divisible,
 };
+#[cfg(feature = "pipeline")]
 pub(crate) use torchvision::apply_by_path;
 pub use torchvision::{PROBE_SHAPE, StateDict, StateDictMismatch, probe_input};

@@ -75,7 +75,7 @@ impl StateDict {
         match extension.as_str() {
             "safetensors" => {
                 let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
-                Self::from_safetensors(&bytes).map_err(|message| file_error(path, message))
+                Self::from_safetensors(&bytes).map_err(|e| e.in_file(path))
             }
             "pth" | "pt" | "bin" => Self::read_pytorch(path),
             other => Err(file_error(
@@ -115,7 +115,11 @@ impl StateDict {
     }
 
     /// Parses the bytes of a safetensors file.
-    pub fn from_safetensors(bytes: &[u8]) -> Result<Self, String> {
+    pub fn from_safetensors(bytes: &[u8]) -> crate::Result<Self> {
+        Self::parse_safetensors(bytes).map_err(crate::Error::Format)
+    }
+
+    fn parse_safetensors(bytes: &[u8]) -> Result<Self, String> {
         use safetensors::{Dtype, SafeTensors};
         let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| format!("not a safetensors file: {e}"))?;
@@ -149,7 +153,11 @@ impl StateDict {
 
     /// The safetensors encoding of this state dict: float tensors as f32, integer ones as
     /// i64, plus the metadata.
-    pub fn to_safetensors(&self) -> Result<Vec<u8>, String> {
+    pub fn to_safetensors(&self) -> crate::Result<Vec<u8>> {
+        self.encode_safetensors().map_err(crate::Error::Format)
+    }
+
+    fn encode_safetensors(&self) -> Result<Vec<u8>, String> {
         use safetensors::{Dtype, tensor::TensorView};
         // Converted data holds its values as little-endian bytes, as safetensors wants.
         let buffers: Vec<(&String, Dtype, TensorData)> = self
@@ -174,9 +182,7 @@ impl StateDict {
 
     /// Writes the state dict as a safetensors file, atomically (temporary file + rename).
     pub fn write_safetensors(&self, path: &Path) -> crate::Result<()> {
-        let bytes = self
-            .to_safetensors()
-            .map_err(|message| file_error(path, message))?;
+        let bytes = self.to_safetensors().map_err(|e| e.in_file(path))?;
         crate::atomic_write::write_atomically(path, &bytes)
     }
 

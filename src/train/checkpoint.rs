@@ -192,12 +192,12 @@ fn snapshots<B: Backend, M: Module<B>>(module: &M) -> Vec<TensorSnapshot> {
 
 /// The safetensors bytes of `module`'s tensors by module path: equal modules give equal
 /// bytes, whatever their parameter ids.
-pub fn encode_model<B: Backend, M: Module<B>>(module: &M) -> Result<Vec<u8>, String> {
+pub fn encode_model<B: Backend, M: Module<B>>(module: &M) -> crate::Result<Vec<u8>> {
     let mut state = StateDict::default();
     for snapshot in snapshots(module) {
         let data = snapshot
             .to_data()
-            .map_err(|e| format!("{}: {e:?}", snapshot.full_path()))?;
+            .map_err(|e| Error::Format(format!("{}: {e:?}", snapshot.full_path())))?;
         state.tensors.insert(snapshot.full_path(), data);
     }
     state.to_safetensors()
@@ -205,7 +205,7 @@ pub fn encode_model<B: Backend, M: Module<B>>(module: &M) -> Result<Vec<u8>, Str
 
 /// Loads tensors written by [`encode_model`] into `module`, which must have exactly those
 /// paths and shapes.
-pub fn decode_model<B: Backend, M: Module<B>>(mut module: M, bytes: &[u8]) -> Result<M, String> {
+pub fn decode_model<B: Backend, M: Module<B>>(mut module: M, bytes: &[u8]) -> crate::Result<M> {
     let state = StateDict::from_safetensors(bytes)?;
     let expected: BTreeMap<String, Vec<usize>> = snapshots(&module)
         .into_iter()
@@ -232,12 +232,12 @@ pub fn decode_model<B: Backend, M: Module<B>>(mut module: M, bytes: &[u8]) -> Re
                 (other != shape).then(|| format!("{k}: {other:?}, expected {shape:?}"))
             })
             .collect();
-        return Err(format!(
+        return Err(Error::Format(format!(
             "the model tensors do not fit: missing {missing:?}, unexpected {unexpected:?}, mis-shaped {reshaped:?}"
-        ));
+        )));
     }
     apply_by_path(&mut module, state.tensors.into_iter().collect(), false)
-        .map_err(|e| format!("cannot load the model tensors: {e}"))?;
+        .map_err(|e| Error::Format(format!("cannot load the model tensors: {e}")))?;
     Ok(module)
 }
 
@@ -254,21 +254,23 @@ fn param_paths<B: Backend, M: Module<B>>(module: &M) -> HashMap<ParamId, String>
 pub fn encode_optimizer<B: Backend, M: Module<B>, R: Record<B>>(
     module: &M,
     record: HashMap<ParamId, R>,
-) -> Result<Vec<u8>, String> {
+) -> crate::Result<Vec<u8>> {
     let paths = param_paths(module);
     let mut by_path: Vec<(String, R)> = record
         .into_iter()
         .map(|(id, state)| {
-            let path = paths
-                .get(&id)
-                .ok_or_else(|| format!("the optimiser holds state for unknown parameter {id}"))?;
+            let path = paths.get(&id).ok_or_else(|| {
+                Error::Format(format!(
+                    "the optimiser holds state for unknown parameter {id}"
+                ))
+            })?;
             Ok((path.clone(), state))
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<crate::Result<_>>()?;
     by_path.sort_by(|a, b| a.0.cmp(&b.0));
     BinBytesRecorder::<FullPrecisionSettings>::default()
         .record(by_path, ())
-        .map_err(|e| format!("cannot encode the optimiser: {e}"))
+        .map_err(|e| Error::Format(format!("cannot encode the optimiser: {e}")))
 }
 
 /// The optimiser record written by [`encode_optimizer`], keyed by `module`'s parameter
@@ -277,21 +279,21 @@ pub fn decode_optimizer<B: Backend, M: Module<B>, R: Record<B>>(
     module: &M,
     bytes: Vec<u8>,
     device: &B::Device,
-) -> Result<HashMap<ParamId, R>, String> {
+) -> crate::Result<HashMap<ParamId, R>> {
     let ids: HashMap<String, ParamId> = param_paths(module)
         .into_iter()
         .map(|(id, path)| (path, id))
         .collect();
     let by_path: Vec<(String, R)> = BinBytesRecorder::<FullPrecisionSettings>::default()
         .load(bytes, device)
-        .map_err(|e| format!("cannot decode the optimiser: {e}"))?;
+        .map_err(|e| Error::Format(format!("cannot decode the optimiser: {e}")))?;
     by_path
         .into_iter()
         .map(|(path, state)| match ids.get(&path) {
             Some(id) => Ok((*id, state)),
-            None => Err(format!(
+            None => Err(Error::Format(format!(
                 "the optimiser holds state for {path}, which the model does not have"
-            )),
+            ))),
         })
         .collect()
 }

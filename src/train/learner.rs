@@ -53,11 +53,12 @@ use super::node_link::NodeLink;
 
 use super::{TrainingConfig, load_data, prepare_artifact_dir, stream};
 use crate::Error;
+use crate::atomic_write::write_atomically;
 use crate::data::{ImageBatch, ImageBatcher, ImageItem, augment};
 use crate::kernels::{AutodiffDepthwiseBackend, DepthwiseBackend};
 use crate::models::MobileNet;
 use crate::nn::CrossEntropyLossConfig;
-use crate::train::{OptimizerKind, evaluate, files, write_atomically};
+use crate::train::{OptimizerKind, evaluate, files};
 
 impl<B: AutodiffDepthwiseBackend> TrainStep for MobileNet<B> {
     type Input = ImageBatch<B>;

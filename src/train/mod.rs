@@ -31,7 +31,8 @@ mod metrics;
 mod node_link;
 mod schedule;
 
-pub use crate::atomic_write::write_atomically;
+use crate::atomic_write::write_atomically;
+
 pub use checkpoint::{
     Checkpoint, CheckpointHeader, decode_model, decode_optimizer, encode_model, encode_optimizer,
 };
@@ -314,7 +315,7 @@ pub fn load_model<B: Backend>(
     let checkpoint = Checkpoint::load(path)?;
     checkpoint.check_model(config, path)?;
     checkpoint::decode_model(config.try_init::<B>(device)?, &checkpoint.model)
-        .map_err(|e| file_error(path, e))
+        .map_err(|e| e.in_file(path))
 }
 
 /// Seeds a generator for one (purpose, epoch, index) stream of a run.
@@ -543,9 +544,9 @@ where
     let checkpoint = Checkpoint::load(&checkpoint_path)?;
     checkpoint.check_model(&config.model, &checkpoint_path)?;
     let model = checkpoint::decode_model(initial.model, &checkpoint.model)
-        .map_err(|e| file_error(&checkpoint_path, e))?;
+        .map_err(|e| e.in_file(&checkpoint_path))?;
     let record = checkpoint::decode_optimizer(&model, checkpoint.optimizer, device)
-        .map_err(|e| file_error(&checkpoint_path, e))?;
+        .map_err(|e| e.in_file(&checkpoint_path))?;
     // The metrics file is written before the checkpoint: it may hold one more epoch, which
     // is trained again.
     let text = std::fs::read_to_string(&metrics_path).map_err(|e| file_error(&metrics_path, e))?;
@@ -766,8 +767,7 @@ where
         best_valid_accuracy: state.best().map_or(0.0, |best| best.0),
         backend: options.backend_name.clone(),
     };
-    let model =
-        checkpoint::encode_model(&state.model).map_err(|e| file_error(&checkpoint_path, e))?;
+    let model = checkpoint::encode_model(&state.model).map_err(|e| e.in_file(&checkpoint_path))?;
     if is_best {
         Checkpoint {
             header: header.clone(),
@@ -781,7 +781,7 @@ where
         metrics_csv(&state.history).as_bytes(),
     )?;
     let optimizer = checkpoint::encode_optimizer(&state.model, state.optimizer.to_record())
-        .map_err(|e| file_error(&checkpoint_path, e))?;
+        .map_err(|e| e.in_file(&checkpoint_path))?;
     Checkpoint {
         header,
         model,

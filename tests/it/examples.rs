@@ -12,7 +12,10 @@ use std::process::{Command, ExitCode};
 use crate::common::this_test_alone;
 
 #[path = "../../examples/infer.rs"]
-#[allow(dead_code)] // the example's `main`
+#[allow(dead_code)]
+// the example's `main`
+// Both examples hold the examples' backend module (`infer` alone, `train` in `cli`).
+#[allow(clippy::duplicate_mod)]
 mod infer_example;
 #[path = "../../examples/train.rs"]
 #[allow(dead_code)] // the example's `main`

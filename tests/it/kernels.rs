@@ -786,24 +786,34 @@ fn shape_errors_name_the_bad_value() {
     let x = Tensor::<NdArray, 4>::zeros([1, 3, 5, 5], &device);
     let opts = DepthwiseOptions::new([1, 1], [0, 0], [1, 1]);
     let bad_weight = Tensor::<NdArray, 4>::zeros([4, 1, 3, 3], &device);
-    let err = try_depthwise_conv2d(x.clone(), bad_weight, None, opts).unwrap_err();
+    let err = try_depthwise_conv2d(x.clone(), bad_weight, None, opts)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("4 output channels") && err.contains("3 channels"),
         "{err}"
     );
     let big_kernel = Tensor::<NdArray, 4>::zeros([3, 1, 7, 7], &device);
-    let err = try_depthwise_conv2d(x.clone(), big_kernel, None, opts).unwrap_err();
+    let err = try_depthwise_conv2d(x.clone(), big_kernel, None, opts)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("5x5") && err.contains("7x7"), "{err}");
     let w = Tensor::<NdArray, 4>::zeros([3, 1, 3, 3], &device);
     let bias = Tensor::<NdArray, 1>::zeros([2], &device);
-    let err = try_depthwise_conv2d(x.clone(), w.clone(), Some(bias), opts).unwrap_err();
+    let err = try_depthwise_conv2d(x.clone(), w.clone(), Some(bias), opts)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bias has 2 elements"), "{err}");
     let zero_stride = DepthwiseOptions::new([0, 1], [0, 0], [1, 1]);
-    let err = try_depthwise_conv2d(x, w.clone(), None, zero_stride).unwrap_err();
+    let err = try_depthwise_conv2d(x, w.clone(), None, zero_stride)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("stride"), "{err}");
     // Channels-last: `[1, 5, 5, 4]` has 4 channels, not the weight's 3.
     let x_last = Tensor::<NdArray, 4>::zeros([1, 5, 5, 4], &device);
-    let err = try_depthwise_conv2d_nhwc(x_last, w, None, opts).unwrap_err();
+    let err = try_depthwise_conv2d_nhwc(x_last, w, None, opts)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("3 output channels")
             && err.contains("4 channels")

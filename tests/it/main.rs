@@ -13,6 +13,8 @@ mod modules;
 mod norm_act;
 mod parity;
 mod pointwise;
+#[cfg(feature = "pretrained")]
+mod pretrained;
 mod reproducibility;
 #[cfg(feature = "ndarray")]
 mod resume;

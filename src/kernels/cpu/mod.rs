@@ -76,6 +76,7 @@ pub(crate) fn sum_partials(partial: &[f32], out: &mut [f32]) {
 }
 
 /// Bias gradient into `grad` (`[C*m]`): the output gradient summed over batch and space.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))] // the tests' and the bench's
 pub fn bias_backward(s: &DepthwiseShape, output_grad: &[f32], grad: &mut [f32]) {
     let plane = s.output[0] * s.output[1];
     bias_sums(s.batch, s.out_channels(), plane, output_grad, grad);

@@ -1,4 +1,4 @@
-//! Feature-selected backends for the examples and tests.
+//! The examples' feature-selected backend.
 //!
 //! Model and module code is generic over `B: DepthwiseBackend`; only these aliases change
 //! with the cargo features, and the trait implementations do not depend on them. When
@@ -6,6 +6,9 @@
 //! `metal`, `vulkan`, `wgpu`, `cpu`, `candle`, `tch`, `flex`, `ndarray`. Each of them is
 //! Burn's own alias (`burn::backend::Wgpu`, ...), so with the `fusion` feature (on in
 //! Burn's default features) the CubeCL ones are `Fusion<CubeBackend<..>>`.
+
+// Each example uses its own part of it.
+#![allow(dead_code)]
 
 /// Declares `selected::{DefaultBackend, BACKEND_NAME, ..}` for the first feature of the
 /// list that is on (an empty module when none is).
