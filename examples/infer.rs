@@ -8,6 +8,8 @@
 //! cargo run --release --example infer -- --artifact-dir runs/a --model-file checkpoint.bin x.png
 //! # torchvision weights (.pth or .safetensors), e.g. ImageNet ones, at 224x224:
 //! cargo run --release --example infer -- --weights mobilenet_v2.pth --model v2 x.jpg
+//! # published ImageNet weights by name (feature `pretrained`), with ImageNet's classes:
+//! cargo run --release --features pretrained --example infer -- --pretrained v2-imagenet1k-v2 x.jpg
 //! # a trained run as a torchvision-compatible safetensors file:
 //! cargo run --release --example infer -- --export-torchvision model.safetensors
 //! ```
@@ -64,6 +66,11 @@ struct Args {
     /// Class names for --weights: a text file with one name per line (default: "class N").
     #[arg(long, requires = "weights")]
     class_names: Option<PathBuf>,
+    /// Published ImageNet weights by name (e.g. v3-large-imagenet1k-v2; an unknown name
+    /// lists them), downloaded once into the cache ($DWCONV_CACHE_DIR, else
+    /// ~/.cache/dwconv); needs the `pretrained` feature.
+    #[arg(long, conflicts_with_all = ["weights", "model"])]
+    pretrained: Option<String>,
     /// Write the model as a torchvision-compatible safetensors file and exit.
     #[arg(long)]
     export_torchvision: Option<PathBuf>,
@@ -194,8 +201,42 @@ fn load_weights(
     })
 }
 
+/// The network of published weights, with ImageNet's class names and the weights' crop.
+#[cfg(feature = "pretrained")]
+fn load_pretrained(name: &str) -> Result<Loaded, Box<dyn std::error::Error>> {
+    use dwconv::pretrained::{Weights, imagenet_class_names};
+    let weights: Weights = name.parse()?;
+    let info = weights.info();
+    let model = MobileNetConfig::pretrained::<DefaultBackend>(weights, &default_device())?;
+    println!(
+        "{} ({}, ImageNet top-1 {}%) on {BACKEND_NAME}",
+        info.name, info.url, info.top1
+    );
+    Ok(Loaded {
+        model,
+        config: info.config(),
+        classes: imagenet_class_names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        image_size: info.crop_size,
+        normalization: Normalization::IMAGENET,
+        training: None,
+    })
+}
+
+#[cfg(not(feature = "pretrained"))]
+fn load_pretrained(name: &str) -> Result<Loaded, Box<dyn std::error::Error>> {
+    Err(format!(
+        "--pretrained {name}: this build has no `pretrained` feature (cargo run --release \
+         --features pretrained --example infer -- --pretrained {name} ...)"
+    )
+    .into())
+}
+
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let loaded = match (&args.weights, args.model) {
+        _ if args.pretrained.is_some() => load_pretrained(args.pretrained.as_deref().unwrap())?,
         (Some(path), Some(architecture)) => load_weights(&args, path, architecture)?,
         (Some(_), None) => return Err("--weights needs --model".into()),
         (None, _) => load_run(&args)?,
@@ -217,7 +258,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let (items, names): (Vec<ImageItem>, Vec<String>) = match args.synthetic {
         Some(n) => {
-            let config = training.ok_or("--synthetic needs a training run, not --weights")?;
+            let config = training
+                .ok_or("--synthetic needs a training run, not --weights or --pretrained")?;
             let valid = SyntheticConfig {
                 image_size: config.image_size,
                 num_classes: config.model.num_classes,

@@ -67,12 +67,24 @@ fn file_error(path: &Path, message: impl Into<String>) -> Error {
 impl StateDict {
     /// Reads a `.safetensors` file, or a PyTorch `.pth` / `.pt` / `.bin` file (a pickled
     /// state dict, or a checkpoint dict holding one under `state_dict` or `model`).
+    ///
+    /// The contents decide, then the extension: a safetensors file (a little-endian header
+    /// length, then `{`) is read as one whatever its name.
     pub fn read(path: &Path) -> crate::Result<Self> {
         let extension = path
             .extension()
             .map(|e| e.to_string_lossy().to_lowercase())
             .unwrap_or_default();
+        let mut head = [0u8; 9];
+        let is_safetensors = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok()
+            && head[8] == b'{';
         match extension.as_str() {
+            _ if is_safetensors => {
+                let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
+                Self::from_safetensors(&bytes).map_err(|e| e.in_file(path))
+            }
             "safetensors" => {
                 let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
                 Self::from_safetensors(&bytes).map_err(|e| e.in_file(path))

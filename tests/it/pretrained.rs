@@ -140,3 +140,62 @@ fn published_weights_are_consistent() {
     assert_eq!(names.len(), 1000);
     assert_eq!((names[0], names[999]), ("tench", "toilet tissue"));
 }
+
+/// `infer --pretrained NAME` loads the named network from the cache and prints ImageNet's
+/// class names; an unknown name lists the published ones. (The cached file is a model this
+/// test builds, under the name the download would give it.)
+#[test]
+fn infer_classifies_with_pretrained_weights_from_the_cache() {
+    use crate::examples::example;
+    let device = Default::default();
+    let dir = scratch_dir("pretrained-infer");
+    let info = Weights::MobileNetV3SmallV1.info();
+    let config = info.config();
+    let model = config.init::<NdArray>(&device);
+    model
+        .save_torchvision(&dir.join(info.file_name()), &config)
+        .unwrap();
+    let image = dir.join("image.png");
+    image::RgbImage::from_fn(40, 30, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 8) as u8, 90])
+    })
+    .save(&image)
+    .unwrap();
+    let out = example("infer")
+        .env(dwconv::pretrained::CACHE_DIR_VARIABLE, dir.as_os_str())
+        .args(["--pretrained", info.name, "--top-k", "3"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `<image>: <class> <probability>, ...`, top 3.
+    let names = dwconv::pretrained::imagenet_class_names();
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with(image.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("no line for the image in: {stdout}"));
+    let shown: Vec<&str> = line
+        .rsplit_once(": ")
+        .unwrap()
+        .1
+        .split(", ")
+        .map(|item| item.rsplit_once(' ').unwrap().0)
+        .collect();
+    assert_eq!(shown.len(), 3, "{line}");
+    assert!(shown.iter().all(|name| names.contains(name)), "{line}");
+    let out = example("infer")
+        .args(["--pretrained", "v2-imagenet9k"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("'v2-imagenet9k'") && stderr.contains(info.name),
+        "{stderr}"
+    );
+}
