@@ -129,6 +129,27 @@ struct EndToEnd {
     peak_rss_mb: f64,
 }
 
+/// How close one depthwise layer's channels-last forward comes to the machine's limits:
+/// the bytes it must move (input, output, weights, bias, once each) per second beside a
+/// plain parallel copy of as many bytes in the same run, and its arithmetic rate.
+#[derive(Serialize)]
+struct Roofline {
+    layer: String,
+    implementation: String,
+    /// The CPU kernels' instruction set (`DWCONV_CPU_ISA`).
+    isa: &'static str,
+    bytes: usize,
+    /// Multiply-adds times two.
+    flops: usize,
+    forward_ms: f64,
+    forward_gb_per_s: f64,
+    /// A rayon copy of `bytes / 2` bytes into another buffer (as many bytes read and
+    /// written as the forward's minimum).
+    copy_ms: f64,
+    copy_gb_per_s: f64,
+    forward_gflop_per_s: f64,
+}
+
 #[derive(Serialize)]
 struct Report {
     tool: &'static str,
@@ -141,6 +162,8 @@ struct Report {
     pointwise: Vec<Row>,
     /// The channels-last pointwise products in two GEMM libraries (`--gemm`).
     gemm: Vec<Row>,
+    /// The channels-last depthwise forward against the copy bandwidth and FMA rate.
+    roofline: Vec<Roofline>,
 }
 
 const E2E_CLASSES: usize = 10;
@@ -323,6 +346,7 @@ fn bench<B: DepthwiseBackend>(args: &Args, device: &B::Device) -> Report {
         cases
     };
     let mut rows = Vec::new();
+    let mut roofline = Vec::new();
     let layers = if args.skip_layers {
         &LAYERS[..0]
     } else {
@@ -433,6 +457,21 @@ fn bench<B: DepthwiseBackend>(args: &Args, device: &B::Device) -> Report {
             forward_ms: nhwc_fwd,
             forward_backward_ms: nhwc_fb,
         });
+        let bytes = 4 * (n * c * h * w + n * c * oh * ow + c * k * k + c);
+        let flops = 2 * n * c * oh * ow * k * k;
+        let copy_ms = parallel_copy_ms(bytes / 2, args.repeats);
+        roofline.push(Roofline {
+            layer: layer.clone(),
+            implementation: format!("dwconv-{name}-nhwc"),
+            isa: dwconv::kernels::cpu::CpuIsa::current().name(),
+            bytes,
+            flops,
+            forward_ms: nhwc_fwd,
+            forward_gb_per_s: bytes as f64 / nhwc_fwd / 1e6,
+            copy_ms,
+            copy_gb_per_s: bytes as f64 / copy_ms / 1e6,
+            forward_gflop_per_s: flops as f64 / nhwc_fwd / 1e6,
+        });
         if let (Some(forward_ms), Some(forward_backward_ms)) = (stock_fwd, stock_fb) {
             rows.push(Row {
                 layer,
@@ -461,7 +500,24 @@ fn bench<B: DepthwiseBackend>(args: &Args, device: &B::Device) -> Report {
         end_to_end,
         layers: rows,
         pointwise,
+        roofline,
     }
+}
+
+/// Median milliseconds of copying `bytes` bytes of `f32`s into a second buffer, split
+/// over rayon's threads in blocks of 64 KB, as the kernels split their work.
+fn parallel_copy_ms(bytes: usize, repeats: u32) -> f64 {
+    use rayon::prelude::*;
+    let len = bytes / 4;
+    let source: Vec<f32> = (0..len).map(|i| i as f32).collect();
+    let mut target = vec![0.0f32; len];
+    median_ms(repeats, || {
+        target
+            .par_chunks_mut(1 << 14)
+            .zip(source.par_chunks(1 << 14))
+            .for_each(|(t, s)| t.copy_from_slice(s));
+        std::hint::black_box(&mut target);
+    })
 }
 
 /// The pointwise conv, forward and forward + both gradients: the backend's op (`dwconv-`),
@@ -678,6 +734,17 @@ fn print_report(args: &Args, report: &Report) {
         println!(
             "{:<26}{:<24}{:>10.2}{:>12.2}",
             r.layer, r.implementation, r.forward_ms, r.forward_backward_ms
+        );
+    }
+    for r in &report.roofline {
+        println!(
+            "{:<26}{:<24}{:>10.2} GB/s (copy {:.2}), {:.1} GFLOP/s [{}]",
+            r.layer,
+            r.implementation,
+            r.forward_gb_per_s,
+            r.copy_gb_per_s,
+            r.forward_gflop_per_s,
+            r.isa
         );
     }
     for r in &report.end_to_end {

@@ -231,6 +231,19 @@ impl Drop for ScratchDir {
     }
 }
 
+/// Runs `command` to its end and returns its standard output, failing the test with both
+/// outputs (prefixed by `what`) when it did not succeed.
+pub fn run_to_success(what: &str, command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// This test binary again, running only the test `name` (its full path, e.g.
 /// `resume::resumed_run_equals_uninterrupted_run`) on one thread: a process of its own.
 pub fn this_test_alone(name: &str) -> Command {

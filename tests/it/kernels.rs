@@ -821,3 +821,103 @@ fn shape_errors_name_the_bad_value() {
         "{err}"
     );
 }
+
+/// Every instruction set this CPU has (`DWCONV_CPU_ISA`), each in a process of its own:
+/// the channels-last sweep (where the ISA paths are) against the reference, and the bits
+/// of a small MobileNetV2 training step (logits and every gradient, channels-last, all the
+/// CPU kernels): AVX2 and AVX-512 give the same bits (both fuse each multiply-add, and
+/// every channel sums in the same order), each path the same bits on every run.
+#[test]
+fn every_cpu_isa_matches_the_reference_and_itself() {
+    use burn::backend::NdArray;
+    use dwconv::kernels::cpu::{CPU_ISA_VARIABLE, CpuIsa};
+    const CHILD: &str = "DWCONV_TEST_ISA_CHILD";
+    const NAME: &str = "kernels::every_cpu_isa_matches_the_reference_and_itself";
+    if std::env::var_os(CHILD).is_some() {
+        let device = Default::default();
+        for case in cases(CASES).iter().step_by(2) {
+            check_case::<NdArray>(
+                &wide_channels(case),
+                &device,
+                DType::F32,
+                Layout::ChannelsLast,
+            );
+        }
+        let digest = (0..2).map(|_| training_step_digest()).collect::<Vec<_>>();
+        assert_eq!(digest[0], digest[1], "two runs of one path");
+        println!("isa={} digest={:016x}", CpuIsa::current().name(), digest[0]);
+        return;
+    }
+    let mut digests = Vec::new();
+    for isa in CpuIsa::available() {
+        let stdout = crate::common::run_to_success(
+            isa.name(),
+            crate::common::this_test_alone(NAME)
+                .args(["--nocapture"])
+                .env(CHILD, "1")
+                .env(CPU_ISA_VARIABLE, isa.name()),
+        );
+        // (The harness's `test <name> ... ` may stand before it on the line.)
+        let line = stdout
+            .lines()
+            .find_map(|l| l.find("isa=").map(|at| &l[at..]))
+            .unwrap_or_else(|| panic!("{isa:?}: no digest in {stdout}"));
+        let prefix = format!("isa={} digest=", isa.name());
+        let digest = line
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{isa:?} ran another path: {line}"));
+        eprintln!("{line}");
+        digests.push((isa, digest.to_string()));
+    }
+    let fused: Vec<&String> = digests
+        .iter()
+        .filter(|(isa, _)| *isa != CpuIsa::Scalar)
+        .map(|(_, d)| d)
+        .collect();
+    assert!(
+        fused.windows(2).all(|w| w[0] == w[1]),
+        "AVX2 and AVX-512 differ: {digests:?}"
+    );
+    // A name this CPU lacks, or no such name: the process stops saying which it has.
+    let out = crate::common::this_test_alone(NAME)
+        .env(CHILD, "1")
+        .env(CPU_ISA_VARIABLE, "avx1024")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("DWCONV_CPU_ISA=avx1024") && said.contains("scalar"),
+        "{said}"
+    );
+}
+
+/// FNV-1a over the bits of a small channels-last MobileNetV2's train-mode logits and
+/// every parameter gradient (fixed parameters and input).
+fn training_step_digest() -> u64 {
+    use burn::backend::NdArray;
+    use burn::module::{AutodiffModule, Module};
+    use dwconv::models::MobileNetConfig;
+    type A = Autodiff<NdArray>;
+    let device = Default::default();
+    let model = MobileNetConfig::v2(5)
+        .with_width_mult(0.35)
+        .with_dropout(0.0)
+        .with_layout(Some(Layout::ChannelsLast))
+        .init::<A>(&device)
+        .map(&mut crate::common::SeededParameters::new(21));
+    let images = tensor::<A, 4>(&random_values(22, 2 * 3 * 32 * 32), [2, 3, 32, 32], &device);
+    let logits = model.forward(images);
+    let mut bits: Vec<u32> = values(logits.clone()).iter().map(|v| v.to_bits()).collect();
+    let grads = (logits.clone() * logits).sum().backward();
+    let grads = burn::optim::GradientsParams::from_grads(grads, &model);
+    let grad_values = model
+        .valid()
+        .map(&mut crate::common::GradientsAsValues { grads: &grads })
+        .to_torchvision();
+    for key in grad_values.tensors.keys() {
+        bits.extend(grad_values.values(key).unwrap().iter().map(|v| v.to_bits()));
+    }
+    bits.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}

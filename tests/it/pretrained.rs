@@ -11,7 +11,7 @@ use dwconv::models::{Architecture, MobileNetConfig};
 use dwconv::pretrained::{Weights, download};
 use sha2::{Digest, Sha256};
 
-use crate::common::{scratch_dir, values};
+use crate::common::{run_to_success, scratch_dir, values};
 
 /// Serves `body` to `requests` GET requests on 127.0.0.1, announcing `announced` bytes and
 /// sending `sent` of them before closing; returns the URL of `name` and the server thread.
@@ -161,17 +161,12 @@ fn infer_classifies_with_pretrained_weights_from_the_cache() {
     })
     .save(&image)
     .unwrap();
-    let out = example("infer")
-        .env(dwconv::pretrained::CACHE_DIR_VARIABLE, dir.as_os_str())
-        .args(["--pretrained", info.name, "--top-k", "3"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_to_success(
+        "infer --pretrained",
+        example("infer")
+            .env(dwconv::pretrained::CACHE_DIR_VARIABLE, dir.as_os_str())
+            .args(["--pretrained", info.name, "--top-k", "3"])
+            .arg(&image),
     );
     // `<image>: <class> <probability>, ...`, top 3.
     let names = dwconv::pretrained::imagenet_class_names();

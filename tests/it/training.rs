@@ -15,7 +15,9 @@ use dwconv::train::{
 };
 use rand::SeedableRng;
 
-use crate::common::{random_values, scratch_dir, tensor, test_on_every_backend, values};
+use crate::common::{
+    random_values, run_to_success, scratch_dir, tensor, test_on_every_backend, values,
+};
 use crate::examples::example;
 
 fn synthetic(num_classes: usize) -> SyntheticConfig {
@@ -463,22 +465,16 @@ fn cli_rejects_bad_values_naming_the_flag() {
 #[test]
 fn infer_classifies_with_a_trained_model() {
     let (dir, _) = tiny_run();
-    let out = example("infer")
-        .args([
+    let stdout = run_to_success(
+        "infer --synthetic",
+        example("infer").args([
             "--artifact-dir",
             dir.to_str().unwrap(),
             "--synthetic",
             "3",
             "--top-k",
             "2",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
     );
     assert_eq!(
         stdout

@@ -16,8 +16,8 @@
 //! transposed to `[kh * kw, C * m]` (a few KB) inside. The depth multiplier `m > 1` takes
 //! a plain per-element path.
 //!
-//! On x86-64 CPUs with AVX2 and FMA the loops are compiled a second time for them and
-//! picked at run time (the crate is built for baseline x86-64).
+//! On x86-64 the loops are compiled again for AVX2 + FMA and for AVX-512 and picked at run
+//! time ([`CpuIsa`](super::CpuIsa); the crate is built for baseline x86-64).
 
 use std::mem::MaybeUninit;
 
@@ -143,20 +143,28 @@ fn mul_acc<M: MulAdd>(acc: &mut [f32], a: &[f32], b: &[f32]) {
     }
 }
 
-/// Defines `$name`, which runs `$body::<Fused>` compiled for AVX2 + FMA where the CPU
-/// has them, else `$body::<Plain>` for the baseline target.
+/// Defines `$name`, which runs `$body::<Fused>` compiled for AVX-512 or AVX2 (with FMA)
+/// as [`CpuIsa::current`](super::CpuIsa::current) says, else `$body::<Plain>` for the
+/// baseline target.
 macro_rules! with_fma {
     ($name:ident => $body:ident ( $($arg:ident : $ty:ty),* $(,)? )) => {
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                fn fast($($arg: $ty),*) {
+                fn avx2($($arg: $ty),*) {
                     $body::<Fused>($($arg),*)
                 }
-                if super::has_avx2_fma() {
-                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                    return unsafe { fast($($arg),*) };
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                fn avx512($($arg: $ty),*) {
+                    $body::<Fused>($($arg),*)
+                }
+                match super::CpuIsa::current() {
+                    // SAFETY: `current` returns only instruction sets the CPU has.
+                    super::CpuIsa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    super::CpuIsa::Avx2 => return unsafe { avx2($($arg),*) },
+                    super::CpuIsa::Scalar => {}
                 }
             }
             $body::<Plain>($($arg),*)

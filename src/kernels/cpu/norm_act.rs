@@ -287,8 +287,8 @@ mod rows {
     }
 
     /// Calls `f(row, input_row, output_row)` for every row, in parallel, each call
-    /// compiled for AVX2 where the CPU has it: the closures given to it (and to
-    /// `with_avx2`) are `#[inline(always)]`, as a closure that
+    /// compiled for the current `CpuIsa`: the closures given to it (and to
+    /// `with_isa`) are `#[inline(always)]`, as a closure that
     /// is not inlined is compiled for the baseline target (SSE2) whatever its caller.
     fn each_row(
         p: Planes,
@@ -302,7 +302,7 @@ mod rows {
             .enumerate()
             .with_min_len(rows_per_task(c))
             .for_each(|(r, (o, x))| {
-                super::super::with_avx2(
+                super::super::with_isa(
                     #[inline(always)]
                     || f(r, x, o),
                 )
@@ -380,7 +380,7 @@ mod rows {
         // Pass 1: dbeta = sum(dz) and dgamma = sum(dz * xhat), side by side per chunk.
         let sums = per_activation!(activation, |_act, deriv| {
             reduce(p, 2 * c, |r, acc| {
-                super::super::with_avx2(
+                super::super::with_isa(
                     #[inline(always)]
                     || {
                         let (sum_dz, sum_dz_xhat) = acc.split_at_mut(c);
