@@ -322,7 +322,13 @@ fn main() {
 
 /// Every measurement on backend `B` (named `args.backend`).
 fn bench<B: DepthwiseBackend>(args: &Args, device: &B::Device) -> Report {
-    let name = args.backend.as_str();
+    // With the CPU kernels' instruction set forced, the rows say which (`ndarray@avx2`),
+    // so that runs of several paths make one table.
+    let name = match std::env::var(dwconv::kernels::cpu::CPU_ISA_VARIABLE) {
+        Ok(isa) if !isa.is_empty() => format!("{}@{isa}", args.backend),
+        _ => args.backend.clone(),
+    };
+    let name = name.as_str();
     B::seed(device, 1);
     // First, so that the peak memory is the network's, not the layer benchmark's.
     let end_to_end = if args.skip_end_to_end {
