@@ -76,16 +76,13 @@ impl StateDict {
             .map(|e| e.to_string_lossy().to_lowercase())
             .unwrap_or_default();
         let mut head = [0u8; 9];
-        let is_safetensors = std::fs::File::open(path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-            .is_ok()
-            && head[8] == b'{';
+        let is_safetensors = extension == "safetensors"
+            || std::fs::File::open(path)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                .is_ok()
+                && head[8] == b'{';
         match extension.as_str() {
             _ if is_safetensors => {
-                let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
-                Self::from_safetensors(&bytes).map_err(|e| e.in_file(path))
-            }
-            "safetensors" => {
                 let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
                 Self::from_safetensors(&bytes).map_err(|e| e.in_file(path))
             }
